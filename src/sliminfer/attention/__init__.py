@@ -1,0 +1,65 @@
+"""The one attention function sliminfer registers with transformers, under the key "sliminfer".
+
+HF's attention modules project q/k/v, apply RoPE, update the cache and then call the registered
+function; it is the only place that sees RoPE'd queries and keys together, so it is where the
+window queries score the token units (only at the layers `ForwardState.score_layers` names).
+Importing this module registers the key and patches nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from transformers import AttentionInterface, PreTrainedModel
+
+from ..scoring import window_unit_scores
+from ..state import ForwardState
+from .sdpa import causal_attention
+
+ATTENTION_KEY = "sliminfer"
+
+
+def sliminfer_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    slim: ForwardState | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """HF attention-function contract: q `[B, H, q, d]`, k/v `[B, H_kv, kv, d]` -> `[B, q, H, d]`.
+
+    `attention_mask` is ignored: HF builds no mask for unregistered-mask implementations, and
+    causality comes from the actual lengths (queries are the last positions). Batches with
+    padding are therefore not supported (see README).
+    """
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if slim is not None and module.layer_idx in slim.score_layers:
+        window = min(slim.window, query.shape[2])
+        slim.unit_scores[module.layer_idx] = window_unit_scores(
+            query[:, :, -window:],
+            key,
+            unit_size=slim.unit_size,
+            pooling=slim.unit_pooling,
+            scaling=scale,
+        )
+    return causal_attention(query, key, value, scale), None
+
+
+AttentionInterface.register(ATTENTION_KEY, sliminfer_attention)
+
+
+@contextlib.contextmanager
+def use_sliminfer_attention(model: PreTrainedModel) -> Iterator[None]:
+    """Route the model's attention through `sliminfer_attention`, restoring it on exit."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(ATTENTION_KEY)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)

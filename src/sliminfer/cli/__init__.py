@@ -1,0 +1,1 @@
+"""The `sliminfer` command line: one module per subcommand, wired in `main.py`."""

@@ -1,0 +1,37 @@
+"""Flags that several subcommands share, defined once."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import SlimConfig, load_config_file
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """`--model`, `--device`, `--dtype`."""
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="'default' (embedded SmolLM2-135M), a local HF folder, or a .gguf file",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE.json` and repeatable `--set key=value`."""
+    parser.add_argument("--config", metavar="FILE.json", help="SlimConfig keys as a JSON object")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set keep_schedule=8:0.25,16:0.15 (repeatable)",
+    )
+
+
+def resolve_config(args: argparse.Namespace, base: SlimConfig) -> SlimConfig:
+    """The model's preset, then `--config`, then `--set`, each validated."""
+    config = load_config_file(args.config, base=base) if args.config else base
+    return config.with_overrides(args.overrides)

@@ -1,0 +1,101 @@
+"""Which HF architectures sliminfer drives, and where their parts live: data, not code.
+
+Llama (incl. Llama-3.x and SmolLM2), Qwen2/Qwen2.5 and Mistral share one decoder-layer and
+attention contract in transformers 5.x: `model.model.{embed_tokens, layers, norm,
+rotary_emb}` and `model.lm_head`, layers called as
+`layer(hidden, position_ids=, past_key_values=, position_embeddings=(cos, sin), **kwargs)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.cache_utils import Cache
+
+from .errors import UnsupportedModelError
+
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """The pieces of a causal LM that our prefill and decode loops call, in order."""
+
+    embed_tokens: torch.nn.Module
+    layers: torch.nn.ModuleList
+    norm: torch.nn.Module
+    rotary_emb: torch.nn.Module
+    lm_head: torch.nn.Module
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def embed(
+        self, input_ids: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Token embeddings `[batch, n, hidden]` and RoPE `(cos, sin)`, each `[batch, n, head_dim]`."""
+        hidden = self.embed_tokens(input_ids)
+        return hidden, self.rotary_emb(hidden, positions)
+
+    def run_layer(
+        self,
+        index: int,
+        hidden: torch.Tensor,
+        positions: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        cache: Cache,
+        **attention_kwargs,
+    ) -> torch.Tensor:
+        """Run decoder layer `index` on `[batch, n, hidden]` tokens at their original `positions`.
+
+        `attention_kwargs` (our `slim=ForwardState`) reach the registered attention function.
+        """
+        return self.layers[index](
+            hidden,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            position_embeddings=rope,
+            **attention_kwargs,
+        )
+
+    def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits `[batch, vocab]` of the last position of `[batch, n, hidden]`."""
+        return self.lm_head(self.norm(hidden[:, -1:]))[:, -1].float()
+
+
+def check_supported(config: PretrainedConfig) -> None:
+    """Raise `UnsupportedModelError` unless `config` describes a model we can drive exactly.
+
+    Sliding-window attention is refused: our attention function implements full causal
+    attention over what each layer stores, so a sliding window would silently change answers.
+    """
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not supported: supported types are {list(SUPPORTED_MODEL_TYPES)}"
+        )
+    layer_types = getattr(config, "layer_types", None) or []
+    uses_sliding = any(kind != "full_attention" for kind in layer_types)
+    if model_type == "mistral":
+        uses_sliding = uses_sliding or getattr(config, "sliding_window", None) is not None
+    if uses_sliding:
+        raise UnsupportedModelError(
+            f"{model_type} model with sliding-window attention layers is not supported: "
+            "only full-attention layers can be pruned exactly"
+        )
+
+
+def model_parts(model: PreTrainedModel) -> ModelParts:
+    """The parts of a supported `*ForCausalLM`; raises `UnsupportedModelError` otherwise."""
+    check_supported(model.config)
+    inner = model.model
+    return ModelParts(inner.embed_tokens, inner.layers, inner.norm, inner.rotary_emb, model.lm_head)
+
+
+def max_context(config: PretrainedConfig) -> int:
+    """The model's context length in tokens."""
+    return int(config.max_position_embeddings)

@@ -1,0 +1,82 @@
+"""Machine-readable and human views of a run: JSON, markdown tables, PNG line plots.
+
+Shared by `bench` and `eval` so every result file has the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+
+def write_json(path: str, data: Any) -> None:
+    """Write `data` as indented JSON atomically (a partial file never replaces a good one)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str, default: Any = None) -> Any:
+    """Read JSON written by `write_json`, or `default` if the file does not exist."""
+    if not os.path.exists(path):
+        return default
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; floats are shown with 3 significant decimals."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def line_plot(
+    path: str,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    marked: dict[str, tuple[float, float]] | None = None,
+) -> bool:
+    """Save a PNG with one line per series; returns False if matplotlib is not installed.
+
+    Args:
+        series: name -> (xs, ys).
+        marked: name -> (x, y) points drawn as stars (e.g. the default config on a Pareto plot).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (xs, ys) in series.items():
+        ax.plot(list(xs), list(ys), marker="o", label=name)
+    for name, (x, y) in (marked or {}).items():
+        ax.plot([x], [y], marker="*", markersize=16, linestyle="none", label=name)
+    if logx:
+        ax.set_xscale("log", base=2)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

@@ -1,0 +1,32 @@
+"""The typed object that crosses the HF boundary: our loop -> decoder layer -> attention function.
+
+HF passes unknown keyword arguments of a decoder layer through to the registered attention
+function unchanged, so `slim=ForwardState(...)` is our explicit channel (no globals, no
+inference of the phase from HF internals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ForwardState:
+    """What the attention function should record during one forward pass.
+
+    Attributes:
+        score_layers: layers whose attention records window-query unit scores (the layer
+            before each cut).
+        window: how many trailing queries score the units.
+        unit_size: tokens per token unit.
+        unit_pooling: see `SlimConfig.unit_pooling`.
+        unit_scores: filled by the attention function: layer -> `[batch, n_units]`.
+    """
+
+    score_layers: frozenset[int] = frozenset()
+    window: int = 32
+    unit_size: int = 8
+    unit_pooling: str = "key_mean"
+    unit_scores: dict[int, torch.Tensor] = field(default_factory=dict)
