@@ -206,9 +206,10 @@ def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _check_schedule(schedule: Schedule, preserve_layers: int) -> None:
     previous_layer, previous_keep = -1, 1.0
     for layer, keep in schedule:
-        if layer < preserve_layers:
+        if layer < max(1, preserve_layers):
             raise ConfigError(
-                f"keep_schedule layer {layer}: must be >= preserve_layers={preserve_layers}"
+                f"keep_schedule layer {layer}: must be >= preserve_layers={preserve_layers} and >= 1 "
+                "(a cut is scored by the layer before it)"
             )
         if layer <= previous_layer:
             raise ConfigError(f"keep_schedule layers {[s[0] for s in schedule]}: must strictly increase")

@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from transformers.utils import logging as hf_logging
+
 from ..errors import UserError
 
 SUBCOMMANDS = ("generate", "demo", "info", "bench", "eval", "serve")
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    hf_logging.disable_progress_bar()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -1,0 +1,80 @@
+"""`sliminfer generate`: one prompt in, text streamed out (or one JSON object with --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import UserError
+from ..generate import METHODS, SamplingParams, generate
+from ..loading import load_model
+from .options import add_config_options, add_model_options, resolve_config
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="generate text for one prompt")
+    add_model_options(parser)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompt", help="prompt text (default: read stdin)")
+    source.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--method", choices=METHODS, default="slim")
+    parser.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    add_config_options(parser)
+    parser.set_defaults(run=run)
+
+
+def read_prompt(args: argparse.Namespace) -> str:
+    """The prompt from --prompt, --prompt-file or stdin."""
+    if args.prompt is not None:
+        return args.prompt
+    if args.prompt_file is not None:
+        try:
+            with open(args.prompt_file, encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise UserError(f"prompt file {args.prompt_file!r} does not exist") from None
+        except UnicodeDecodeError:
+            raise UserError(f"prompt file {args.prompt_file!r} is not UTF-8 text") from None
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UserError("no prompt: give --prompt, --prompt-file or text on stdin")
+    return sys.stdin.read()
+
+
+def run(args: argparse.Namespace) -> int:
+    prompt = read_prompt(args)
+    sampling = SamplingParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        stop=tuple(args.stop),
+    )
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    config = resolve_config(args, loaded.default_config)
+    on_text = None if args.json else _print_now
+    result = generate(loaded, prompt, method=args.method, config=config, sampling=sampling, chat=args.chat, on_text=on_text)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print()
+        print(
+            f"[{result.method}] prompt {result.prompt_tokens} tok, {result.new_tokens} new, "
+            f"TTFT {result.ttft_s:.3f} s, total {result.total_s:.3f} s, "
+            f"kept in last layer {result.kept_tokens_per_layer[-1]}, KV {result.kv_cache_bytes / 2**20:.1f} MiB",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_now(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

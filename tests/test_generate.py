@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from conftest import TINY_SLIM, random_ids
+from sliminfer.attention import use_sliminfer_attention
+from sliminfer.cache import SlimCache
+from sliminfer.errors import EmptyPromptError, PromptTooLongError, UserError
+from sliminfer.generate import SamplingParams, decode_step, generate
+from sliminfer.models import model_parts
+from sliminfer.prefill import slim_prefill
+from sliminfer.sampling import sample_next_token
+from sliminfer.streaming import TextStream
+from test_prefill import reference_logits
+
+
+def test_full_generation_equals_hf_greedy(tiny):
+    ids = random_ids(150, seed=4)
+    result = generate(tiny, ids[0].tolist(), method="full", sampling=SamplingParams(max_new_tokens=12, ignore_eos=True))
+    with torch.inference_mode():
+        want = tiny.model.generate(ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    assert result.token_ids == want[0, 150:].tolist()
+    assert result.new_tokens == 12 and result.finish_reason == "length" and result.config is None
+
+
+@torch.inference_mode()
+def test_slim_decode_equals_reference_on_kept_and_generated_tokens(tiny):
+    n, steps = 203, 4
+    ids = random_ids(n, seed=5)
+    cache = SlimCache(4, reserve_tokens=steps)
+    parts = model_parts(tiny.model)
+    with use_sliminfer_attention(tiny.model):
+        prefill = slim_prefill(tiny.model, ids, cache, TINY_SLIM)
+        logits, sequence = prefill.logits, ids
+        for step in range(steps):
+            positions = [torch.cat([p, torch.arange(n, n + step)[None]], dim=1) for p in prefill.kept_positions]
+            torch.testing.assert_close(logits, reference_logits(tiny.model, sequence, positions), rtol=1e-4, atol=1e-4)
+            token = logits.argmax(-1, keepdim=True)
+            sequence = torch.cat([sequence, token], dim=1)
+            logits = decode_step(parts, token, n + step, cache)
+    assert [layer.length for layer in cache.layers] == [k + steps for k in prefill.kept_tokens_per_layer]
+
+
+def test_slim_with_keep_everything_equals_full(tiny_llama):
+    ids = random_ids(160, seed=6)[0].tolist()
+    keep_all = TINY_SLIM.with_overrides(["keep_schedule=1:1.0"])
+    sampling = SamplingParams(max_new_tokens=6, ignore_eos=True)
+    slim = generate(tiny_llama, ids, method="slim", config=keep_all, sampling=sampling)
+    full = generate(tiny_llama, ids, method="full", sampling=sampling)
+    assert slim.token_ids == full.token_ids
+    assert slim.kept_tokens_per_layer == [160] * 4 and slim.config["keep_schedule"] == [[1, 1.0]]
+
+
+def test_slim_result_reports_pruning(tiny_llama):
+    result = generate(tiny_llama, random_ids(200)[0].tolist(), sampling=SamplingParams(max_new_tokens=3, ignore_eos=True))
+    assert result.method == "slim" and result.kept_tokens_per_layer[-1] < 200
+    assert result.kv_cache_bytes > 0 and result.ttft_s > 0 and result.total_s >= result.ttft_s
+
+
+def test_sampling_is_seeded_and_degenerates_to_greedy():
+    logits = torch.randn(1, 50, generator=torch.Generator().manual_seed(0))
+    greedy = sample_next_token(logits)
+    assert sample_next_token(logits, temperature=1.0, top_k=1).item() == greedy.item()
+    assert sample_next_token(logits, temperature=1.0, top_p=1e-6).item() == greedy.item()
+    draws = [sample_next_token(logits, temperature=2.0, generator=torch.Generator().manual_seed(7)).item() for _ in range(2)]
+    assert draws[0] == draws[1]
+    spread = {sample_next_token(logits, temperature=5.0, generator=torch.Generator().manual_seed(s)).item() for s in range(30)}
+    assert len(spread) > 3
+
+
+def test_top_p_keeps_the_smallest_sufficient_set():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    seen = {sample_next_token(logits, temperature=1.0, top_p=0.7, generator=torch.Generator().manual_seed(s)).item() for s in range(200)}
+    assert seen == {0, 1}
+
+
+class CharTokenizer:
+    """One character per token id (ord)."""
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids)
+
+
+def test_text_stream_holds_back_a_possible_stop_string():
+    deltas = []
+    stream = TextStream(CharTokenizer(), stop=("END",), on_text=deltas.append)
+    stopped = [stream.push(ord(c)) for c in "abcENxEND!"]
+    assert stopped.index(True) == 8 and stream.text == "abcENx"
+    assert "".join(deltas) == "abcENx"
+
+
+def test_text_stream_without_stop_flushes_on_close():
+    deltas = []
+    stream = TextStream(CharTokenizer(), on_text=deltas.append)
+    for c in "hi!":
+        stream.push(ord(c))
+    stream.close()
+    assert "".join(deltas) == "hi!"
+
+
+def test_bad_inputs_raise_clear_errors(tiny_llama):
+    with pytest.raises(EmptyPromptError):
+        generate(tiny_llama, [])
+    with pytest.raises(PromptTooLongError, match="prompt is 1025 tokens but the model's context is 1024 tokens"):
+        generate(tiny_llama, [1] * 1025)
+    with pytest.raises(UserError, match="method='fast'"):
+        generate(tiny_llama, [1, 2], method="fast")
+    with pytest.raises(UserError, match="max_new_tokens=0"):
+        SamplingParams(max_new_tokens=0)
+    with pytest.raises(UserError, match="top_p=0"):
+        SamplingParams(top_p=0)
+    with pytest.raises(UserError, match="has no tokenizer"):
+        generate(tiny_llama, "text")
+
+
+def test_generation_stops_at_the_context_limit(tiny_llama):
+    result = generate(tiny_llama, [3] * 1020, method="full", sampling=SamplingParams(max_new_tokens=50, ignore_eos=True))
+    assert result.new_tokens == 4 and result.finish_reason == "length"
+
+
+def test_should_stop_cancels(tiny_llama):
+    result = generate(tiny_llama, [5] * 20, sampling=SamplingParams(max_new_tokens=50, ignore_eos=True), should_stop=lambda: True)
+    assert result.finish_reason == "cancelled" and result.new_tokens == 1

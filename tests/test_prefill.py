@@ -1,0 +1,125 @@
+import math
+
+import pytest
+import torch
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from conftest import TINY_SLIM, random_ids
+from sliminfer.attention import use_sliminfer_attention
+from sliminfer.cache import SlimCache
+from sliminfer.prefill import slim_prefill
+from sliminfer.scoring import block_scores, forced_blocks, select_blocks, window_unit_scores
+
+
+def run_prefill(loaded, ids, config):
+    cache = SlimCache(loaded.model.config.num_hidden_layers)
+    with torch.inference_mode(), use_sliminfer_attention(loaded.model):
+        result = slim_prefill(loaded.model, ids, cache, config)
+    return result, cache
+
+
+def causal_float_mask(n):
+    mask = torch.full((n, n), float("-inf")).triu(1)
+    return mask.view(1, 1, n, n)
+
+
+@torch.inference_mode()
+def reference_logits(model, ids, kept_positions):
+    """Stock HF layers with eager attention and an explicit mask, on exactly the kept tokens."""
+    inner = model.model
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        hidden = inner.embed_tokens(ids)
+        current = torch.arange(ids.shape[1])
+        for layer, wanted in zip(inner.layers, kept_positions, strict=True):
+            keep = torch.isin(current, wanted[0])
+            hidden, current = hidden[:, keep], current[keep]
+            assert torch.equal(current, wanted[0])
+            rope = inner.rotary_emb(hidden, current[None])
+            hidden = layer(
+                hidden, attention_mask=causal_float_mask(len(current)), position_ids=current[None], position_embeddings=rope
+            )
+        return model.lm_head(inner.norm(hidden))[:, -1].float()
+    finally:
+        model.set_attn_implementation(previous)
+
+
+@pytest.mark.parametrize("n", [1, 37, 200])
+def test_full_prefill_equals_hf(tiny, n):
+    ids = random_ids(n, seed=n)
+    result, _ = run_prefill(tiny, ids, None)
+    with torch.inference_mode():
+        want = tiny.model(ids).logits[:, -1].float()
+    torch.testing.assert_close(result.logits, want, rtol=1e-5, atol=1e-5)
+    assert result.kept_tokens_per_layer == [n] * 4 and not result.pruned
+
+
+@pytest.mark.parametrize("n", [200, 203, 333])
+def test_slim_prefill_equals_reference_on_kept_tokens(tiny, n):
+    ids = random_ids(n, seed=n)
+    result, _ = run_prefill(tiny, ids, TINY_SLIM)
+    assert result.pruned
+    torch.testing.assert_close(result.logits, reference_logits(tiny.model, ids, result.kept_positions), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [200, 203])
+def test_schedule_is_honoured(tiny, n):
+    ids = random_ids(n, seed=1)
+    result, cache = run_prefill(tiny, ids, TINY_SLIM)
+    block = TINY_SLIM.block_size
+    missing = math.ceil(n / block) * block - n
+    counts = result.kept_tokens_per_layer
+    assert counts[0] == n
+    for layer, keep in TINY_SLIM.keep_schedule:
+        assert counts[layer] == math.ceil(keep * n / block) * block - missing
+    for shallow, deep in zip(result.kept_positions, result.kept_positions[1:], strict=False):
+        assert set(deep[0].tolist()) <= set(shallow[0].tolist())
+        assert torch.equal(deep[0], deep[0].sort().values)
+    last = result.kept_positions[-1][0].tolist()
+    assert {0, 1} <= set(last) and set(range(n - TINY_SLIM.window, n)) <= set(last)
+    assert all(len({p // block for p in positions[0].tolist()}) * block - missing == len(positions[0])
+               for positions in result.kept_positions)
+
+
+def test_cache_holds_what_each_layer_computed(tiny_llama):
+    ids = random_ids(200, seed=2)
+    result, cache = run_prefill(tiny_llama, ids, TINY_SLIM)
+    config = tiny_llama.model.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    for layer, kept in zip(cache.layers, result.kept_tokens_per_layer, strict=True):
+        assert layer.keys.shape == (1, config.num_key_value_heads, kept, head_dim)
+        assert layer.get_seq_length() == 200
+        assert layer.get_mask_sizes(1) == (kept + 1, 0)
+    assert cache.get_seq_length() == 200
+    assert cache.kept_tokens_per_layer() == result.kept_tokens_per_layer
+    assert cache.kv_bytes() == sum(2 * k * config.num_key_value_heads * head_dim * 4 for k in result.kept_tokens_per_layer)
+
+
+@torch.inference_mode()
+def test_first_cut_keeps_exactly_the_blocks_the_scores_imply(tiny_llama):
+    """Recompute layer 0's window scores from its weights and check the kept blocks at layer 1."""
+    n, config = 203, TINY_SLIM
+    ids = random_ids(n, seed=3)
+    result, _ = run_prefill(tiny_llama, ids, config)
+    inner = tiny_llama.model.model
+    attention, heads = inner.layers[0].self_attn, tiny_llama.model.config.num_attention_heads
+    head_dim = attention.head_dim
+    normed = inner.layers[0].input_layernorm(inner.embed_tokens(ids))
+    q = attention.q_proj(normed).view(1, n, heads, head_dim).transpose(1, 2)
+    k = attention.k_proj(normed).view(1, n, -1, head_dim).transpose(1, 2)
+    cos, sin = inner.rotary_emb(normed, torch.arange(n)[None])
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    units = window_unit_scores(q[:, :, -config.window :], k, unit_size=config.unit_size, pooling=config.unit_pooling, scaling=head_dim**-0.5)
+    scores = block_scores(units, config.block_size // config.unit_size, config.block_scoring)
+    n_keep = math.ceil(config.keep_schedule[0][1] * n / config.block_size)
+    expected = select_blocks(scores, n_keep, forced_blocks(n, config.block_size, config.sink_tokens, config.window))
+    kept_blocks = sorted({p // config.block_size for p in result.kept_positions[1][0].tolist()})
+    assert kept_blocks == expected[0].tolist()
+
+
+def test_short_prompts_are_not_pruned(tiny_llama):
+    ids = random_ids(100)
+    config = TINY_SLIM.with_overrides(["min_prompt_tokens=101"])
+    result, _ = run_prefill(tiny_llama, ids, config)
+    assert not result.pruned and result.kept_tokens_per_layer == [100] * 4
