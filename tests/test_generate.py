@@ -4,6 +4,7 @@ import torch
 from conftest import TINY_SLIM, random_ids
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
+from sliminfer.decode_graph import GraphedDecoder
 from sliminfer.errors import EmptyPromptError, PromptTooLongError, UserError
 from sliminfer.generate import SamplingParams, decode_step, generate
 from sliminfer.models import model_parts
@@ -19,7 +20,7 @@ def test_full_generation_equals_hf_greedy(tiny):
     with torch.inference_mode():
         want = tiny.model.generate(ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)
     assert result.token_ids == want[0, 150:].tolist()
-    assert result.new_tokens == 12 and result.finish_reason == "length" and result.config is None
+    assert result.new_tokens == 12 and result.finish_reason == "length" and result.method == "full"
 
 
 @torch.inference_mode()
@@ -38,6 +39,26 @@ def test_slim_decode_equals_reference_on_kept_and_generated_tokens(tiny):
             sequence = torch.cat([sequence, token], dim=1)
             logits = decode_step(parts, token, n + step, cache)
     assert [layer.length for layer in cache.layers] == [k + steps for k in prefill.kept_tokens_per_layer]
+
+
+@torch.inference_mode()
+def test_fixed_shape_decode_step_equals_eager_decode(tiny):
+    """The step the CUDA graph replays (run eagerly here) gives the eager decoder's logits."""
+    ids = random_ids(203, seed=8)
+    caches = [SlimCache(4, reserve_tokens=6) for _ in range(2)]
+    parts = model_parts(tiny.model)
+    with use_sliminfer_attention(tiny.model):
+        prefills = [slim_prefill(tiny.model, ids, cache, TINY_SLIM) for cache in caches]
+        fixed = GraphedDecoder(parts, caches[1], 203, use_graph=False)
+        token = prefills[0].logits.argmax(-1, keepdim=True)
+        for step in range(5):
+            eager_logits = decode_step(parts, token, 203 + step, caches[0])
+            torch.testing.assert_close(fixed.step(token), eager_logits, rtol=1e-5, atol=1e-5)
+            token = eager_logits.argmax(-1, keepdim=True)
+        fixed.finish()
+    for eager_layer, fixed_layer in zip(caches[0].layers, caches[1].layers, strict=True):
+        assert fixed_layer.length == eager_layer.length
+        torch.testing.assert_close(fixed_layer.keys, eager_layer.keys)
 
 
 def test_slim_with_keep_everything_equals_full(tiny_llama):

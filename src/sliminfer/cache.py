@@ -52,7 +52,7 @@ class SlimLayer(DynamicLayer):
         self._ensure_capacity(self.length + new, key_states, value_states)
         self._key_buffer[:, :, self.length : self.length + new] = key_states
         self._value_buffer[:, :, self.length : self.length + new] = value_states
-        self._set_length(self.length + new)
+        self.set_length(self.length + new)
         return self.keys, self.values
 
     def _ensure_capacity(self, needed: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -60,14 +60,21 @@ class SlimLayer(DynamicLayer):
         if needed <= capacity:
             return
         extra = self.reserve_tokens if capacity == 0 else max(self.reserve_tokens, GROWTH_TOKENS)
-        new_keys = key_states.new_empty(*key_states.shape[:2], needed + extra, key_states.shape[-1])
-        new_values = value_states.new_empty(*value_states.shape[:2], needed + extra, value_states.shape[-1])
+        # Zeros, not empty: the CUDA-graph decoder reads whole buffers (masked), and 0 * NaN is NaN.
+        new_keys = key_states.new_zeros(*key_states.shape[:2], needed + extra, key_states.shape[-1])
+        new_values = value_states.new_zeros(*value_states.shape[:2], needed + extra, value_states.shape[-1])
         if capacity:
             new_keys[:, :, : self.length] = self.keys
             new_values[:, :, : self.length] = self.values
         self._key_buffer, self._value_buffer = new_keys, new_values
 
-    def _set_length(self, length: int) -> None:
+    @property
+    def buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole preallocated K/V buffers `[batch, kv_heads, capacity, head_dim]`."""
+        return self._key_buffer, self._value_buffer
+
+    def set_length(self, length: int) -> None:
+        """Declare the first `length` slots valid (also after a writer used `buffers` directly)."""
         self.length = length
         self.keys = self._key_buffer[:, :, :length]
         self.values = self._value_buffer[:, :, :length]
@@ -87,7 +94,7 @@ class SlimLayer(DynamicLayer):
         if tokens_to_remove > 0:
             raise ValueError(f"crop({tokens_to_remove}): pass a negative count of tokens to remove")
         if tokens_to_remove and self.is_initialized:
-            self._set_length(self.length + tokens_to_remove)
+            self.set_length(self.length + tokens_to_remove)
 
     def reset(self) -> None:
         super().reset()

@@ -44,6 +44,9 @@ class SlimConfig:
             retained blocks (exact: no decode-time selection).
         gamma: overlap threshold of the swap policy; a new active set is swapped in only when
             |new & resident| / |new| < gamma. 0 never swaps (keeps the first choice).
+        cuda_graph_decode: on CUDA, replay each decode step as one CUDA graph when the step
+            does not change shape (no decode-time selection, no offload); removes the Python
+            launch overhead that dominates eager decoding.
         kv_offload: `cpu` keeps the retained prompt KV of slim layers in pinned CPU memory and
             only the active blocks on the accelerator; `none` keeps everything on it.
     """
@@ -60,6 +63,7 @@ class SlimConfig:
     decode_budget: float = 1.0
     gamma: float = 0.0
     kv_offload: str = "none"
+    cuda_graph_decode: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_schedule", _as_schedule(self.keep_schedule))
@@ -82,6 +86,8 @@ class SlimConfig:
             raise ConfigError(f"decode_budget={budget!r}: must be a fraction in (0, 1] or a block count > 1")
         if budget > 1 and not float(budget).is_integer():
             raise ConfigError(f"decode_budget={budget!r}: values above 1 are block counts and must be whole")
+        if not isinstance(self.cuda_graph_decode, bool):
+            raise ConfigError(f"cuda_graph_decode={self.cuda_graph_decode!r}: must be true or false")
         if not isinstance(self.gamma, (int, float)) or not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma!r}: must be in [0, 1]")
 

@@ -17,6 +17,7 @@ import torch
 from .attention import use_sliminfer_attention
 from .cache import SlimCache
 from .config import SlimConfig
+from .decode_graph import WARMUP_STEPS, GraphedDecoder
 from .errors import EmptyPromptError, PromptTooLongError, UserError
 from .loading import LoadedModel
 from .models import ModelParts, model_parts
@@ -123,13 +124,14 @@ def generate(
     room = loaded.max_context - len(prompt_ids)
     budget = min(sampling.max_new_tokens, room) if room > 0 else 1
     with torch.inference_mode(), use_sliminfer_attention(loaded.model):
-        return _run(loaded, parts, prompt_ids, slim_config, sampling, budget, on_text, should_stop, method)
+        return _run(loaded, parts, prompt_ids, config, slim_config, sampling, budget, on_text, should_stop, method)
 
 
 def _run(
     loaded: LoadedModel,
     parts: ModelParts,
     prompt_ids: list[int],
+    config: SlimConfig,
     slim_config: SlimConfig | None,
     sampling: SamplingParams,
     budget: int,
@@ -149,6 +151,9 @@ def _run(
     start = _now(device)
     prefill = slim_prefill(loaded.model, input_ids, cache, slim_config)
     logits = prefill.logits
+    decoder = None
+    if device.type == "cuda" and config.cuda_graph_decode and budget > WARMUP_STEPS + 1:
+        decoder = GraphedDecoder(parts, cache, len(prompt_ids))
     ttft_s = finish_reason = None
     new_ids: list[int] = []
     while finish_reason is None:
@@ -168,8 +173,12 @@ def _run(
             finish_reason = "length"
         elif should_stop is not None and should_stop():
             finish_reason = "cancelled"
+        elif decoder is not None:
+            logits = decoder.step(token.view(1, 1))
         else:
             logits = decode_step(parts, token.view(1, 1), len(prompt_ids) + len(new_ids) - 1, cache)
+    if decoder is not None:
+        decoder.finish()
     stream.close()
     total_s = _now(device) - start
     decode_tokens = max(len(new_ids) - 1, 1)
@@ -183,7 +192,7 @@ def _run(
         total_s=total_s,
         decode_ms_per_token=1000.0 * (total_s - ttft_s) / decode_tokens,
         method=method,
-        config=slim_config.to_dict() if slim_config is not None else None,
+        config=config.to_dict(),
         kept_tokens_per_layer=prefill.kept_tokens_per_layer,
         kv_cache_bytes=cache.kv_bytes(),
     )

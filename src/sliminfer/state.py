@@ -23,6 +23,9 @@ class ForwardState:
         unit_size: tokens per token unit.
         unit_pooling: see `SlimConfig.unit_pooling`.
         unit_scores: filled by the attention function: layer -> `[batch, n_units]`.
+        kv_valid_lengths: `[num_layers]` int64, set only by the CUDA-graph decoder, whose
+            cache returns whole fixed-size buffers: layer i attends to its first
+            `kv_valid_lengths[i]` slots.
     """
 
     score_layers: frozenset[int] = frozenset()
@@ -30,3 +33,4 @@ class ForwardState:
     unit_size: int = 8
     unit_pooling: str = "key_mean"
     unit_scores: dict[int, torch.Tensor] = field(default_factory=dict)
+    kv_valid_lengths: torch.Tensor | None = None

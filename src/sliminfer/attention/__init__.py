@@ -16,7 +16,7 @@ from transformers import AttentionInterface, PreTrainedModel
 
 from ..scoring import window_unit_scores
 from ..state import ForwardState
-from .sdpa import causal_attention
+from .sdpa import causal_attention, masked_decode_attention
 
 ATTENTION_KEY = "sliminfer"
 
@@ -48,6 +48,9 @@ def sliminfer_attention(
             pooling=slim.unit_pooling,
             scaling=scale,
         )
+    if slim is not None and slim.kv_valid_lengths is not None:
+        valid = slim.kv_valid_lengths[module.layer_idx]
+        return masked_decode_attention(query, key, value, scale, valid), None
     return causal_attention(query, key, value, scale), None
 
 

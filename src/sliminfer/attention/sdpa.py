@@ -62,3 +62,30 @@ def causal_attention(
             enable_gqa=key.shape[1] != query.shape[1],
         )
     return out.transpose(1, 2).contiguous()
+
+
+def masked_decode_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, valid_length: torch.Tensor
+) -> torch.Tensor:
+    """One query token against the first `valid_length` slots of fixed-size K/V buffers.
+
+    Shapes stay the same every step, which is what lets a CUDA graph replay the decode step.
+    Each KV head's query group is one batched matmul, so K and V are read once (no GQA
+    expansion).
+
+    Args:
+        query: `[batch, heads, 1, head_dim]`.
+        key, value: `[batch, kv_heads, capacity, head_dim]`; slots past `valid_length` are
+            ignored (they must hold finite values, e.g. zeros).
+        valid_length: 0-dim int64 tensor.
+
+    Returns:
+        `[batch, 1, heads, head_dim]`.
+    """
+    batch, heads, _, head_dim = query.shape
+    kv_heads, capacity = key.shape[1], key.shape[2]
+    grouped = query.view(batch, kv_heads, heads // kv_heads, head_dim)
+    scores = (grouped @ key.transpose(-1, -2)).float() * scaling
+    invalid = torch.arange(capacity, device=key.device) >= valid_length
+    probs = scores.masked_fill(invalid, float("-inf")).softmax(-1).to(value.dtype)
+    return (probs @ value).view(batch, 1, heads, head_dim)

@@ -1,0 +1,119 @@
+"""Decode steps replayed as one CUDA graph: the speed decision for decoding, in one place.
+
+An eager decode step of an 8B model launches hundreds of small kernels from Python and is
+launch-bound (tens of ms per token) far above its memory-bandwidth floor (~5-10 ms on an
+H100, PEERS.md 9.4). Capturing the step once and replaying it removes the launch overhead.
+
+A graph needs fixed shapes and addresses, so during graphed decoding every layer writes its
+new K/V into slot `lengths[i]` of its preallocated `SlimLayer` buffers (through
+`GraphStepCache`) and attends to the whole buffer with the invalid tail masked
+(`ForwardState.kv_valid_lengths`). The per-layer lengths (valid slots once the step's token
+is written) live on the device and advance inside the graph. Used only when nothing changes between steps: CUDA, batch 1, no decode-time
+block selection, no offload.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache
+
+from .cache import SlimCache
+from .models import ModelParts
+from .state import ForwardState
+
+WARMUP_STEPS = 2
+
+
+class GraphStepCache(Cache):
+    """The `Cache` HF's attention sees during a graphed step: fixed-size writes and reads.
+
+    Layer i's `update` copies the step's K/V into slot `lengths[i] - 1` of the `SlimLayer`
+    buffers and returns the whole buffers; nothing here depends on host-side values.
+    """
+
+    def __init__(self, cache: SlimCache, lengths: torch.Tensor) -> None:
+        super().__init__(layers=list(cache.layers))
+        self.lengths = lengths
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.layers[layer_idx].buffers
+        slot = self.lengths[layer_idx : layer_idx + 1] - 1
+        keys.index_copy_(2, slot, key_states)
+        values.index_copy_(2, slot, value_states)
+        return keys, values
+
+
+class GraphedDecoder:
+    """Runs decode steps on `cache` from `position` on; `step(token)` returns `[1, vocab]` logits.
+
+    Capturing runs `WARMUP_STEPS` throw-away steps, which write (and later overwrite) the
+    slots of the first steps to come: the buffers need room for at least that many.
+
+    Args:
+        parts: the model's pieces.
+        cache: a prefilled `SlimCache` whose buffers have room for every step to come.
+        position: the position of the first token to decode (the prompt length).
+        use_graph: capture and replay a CUDA graph; False runs the same fixed-shape step
+            eagerly (the CPU path, used to test the numerics).
+    """
+
+    def __init__(self, parts: ModelParts, cache: SlimCache, position: int, use_graph: bool = True) -> None:
+        device = cache.layers[0].keys.device
+        self.parts, self.cache = parts, cache
+        self.token = torch.zeros(1, 1, dtype=torch.long, device=device)
+        self.position = torch.full((1, 1), position, dtype=torch.long, device=device)
+        self.lengths = torch.tensor([layer.length + 1 for layer in cache.layers], device=device)
+        self.step_cache = GraphStepCache(cache, self.lengths)
+        self.state = ForwardState(kv_valid_lengths=self.lengths)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: torch.Tensor | None = None
+        self.steps = 0
+        if use_graph:
+            self._capture()
+
+    def _forward(self) -> torch.Tensor:
+        """One step on the static inputs; advances positions and lengths in place."""
+        hidden, rope = self.parts.embed(self.token, self.position)
+        for index in range(self.parts.num_layers):
+            hidden = self.parts.run_layer(index, hidden, self.position, rope, self.step_cache, slim=self.state)
+        logits = self.parts.last_logits(hidden)
+        self.position.add_(1)
+        self.lengths.add_(1)
+        return logits
+
+    def _capture(self) -> None:
+        saved = (self.position.clone(), self.lengths.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self._forward()
+        torch.cuda.current_stream().wait_stream(side)
+        self._restore(*saved)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._forward()
+        self._restore(*saved)
+
+    def _restore(self, position: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.position.copy_(position)
+        self.lengths.copy_(lengths)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Decode `token` `[1, 1]`; returns float32 logits `[1, vocab]` (valid until the next step)."""
+        self.token.copy_(token)
+        if self.graph is not None:
+            self.graph.replay()
+            logits = self.logits
+        else:
+            logits = self._forward()
+        self.steps += 1
+        return logits
+
+    def finish(self) -> None:
+        """Tell the cache's layers how many slots the replayed steps filled."""
+        for layer in self.cache.layers:
+            layer.set_length(layer.length + self.steps)
+        self.steps = 0
