@@ -1,0 +1,203 @@
+"""`sliminfer bench`: the (prompt length x method) matrix, alternated, resumable, with speed of light.
+
+For each length with work left: one text-like prompt, an untimed warm-up of every pending
+method with exactly the measured call, then the methods alternate call by call until each
+cell has its repeats. The warm-up must generate all `--new-tokens`: HF's cache grows by
+concatenation, so the first `generate` at a new length pays a fresh allocation per decode step
+(on the H100, 100 ms/token instead of 31 ms/token at 8k); a 2-token warm-up does not hide it. Every call is
+saved to results.json at once (see `results.py`), and table.md and the plots are rewritten
+after each length.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config import SlimConfig
+from ..envinfo import environment
+from ..errors import PromptTooLongError, UserError
+from ..loading import LoadedModel, load_model
+from .flops import ModelShape
+from .harness import alternate, warm_up
+from .methods import METHODS, Sample, method_call
+from .prompts import TextPrompts
+from .random_models import RANDOM_WEIGHTS_NOTE, build_random_model, is_random_architecture
+from .results import BenchResults
+from .speed_of_light import speed_of_light
+
+logger = logging.getLogger(__name__)
+
+PROCESS_WARMUP_TOKENS = 2048
+PROCESS_WARMUP_NEW_TOKENS = 2
+"""Once per process, every method first runs on a prompt this short (or the shortest length):
+CUDA context, kernel loading and library handles are paid there, not in a measured cell."""
+
+_LENGTH = re.compile(r"^\s*(\d+)\s*([kK]?)\s*$")
+
+
+class Progress(Protocol):
+    """The part of a tqdm bar the runner uses."""
+
+    def update(self, n: int = 1) -> Any: ...
+    def set_description(self, desc: str) -> Any: ...
+    def close(self) -> Any: ...
+
+
+@dataclass
+class BenchSpec:
+    """What to measure (the CLI's flags after parsing)."""
+
+    lengths: list[int]
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    new_tokens: int = 128
+    repeats: int = 5
+    warmup: int = 1
+    seed: int = 0
+
+
+def parse_lengths(text: str) -> list[int]:
+    """'8k,16k,1000' -> [8192, 16384, 1000] (k = 1024), ascending and without duplicates."""
+    lengths = set()
+    for item in text.split(","):
+        match = _LENGTH.match(item)
+        if not match or int(match.group(1)) == 0:
+            raise UserError(f"--lengths item {item!r}: expected a positive token count like 8192 or 8k")
+        lengths.add(int(match.group(1)) * (1024 if match.group(2) else 1))
+    return sorted(lengths)
+
+
+def parse_methods(text: str) -> list[str]:
+    """'hf,slim' -> ['hf', 'slim'], in the given order, each known."""
+    methods = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"--methods {text!r}: each must be one of {list(METHODS)}")
+    return methods
+
+
+def load_bench_model(source: str, device: str, dtype: str) -> LoadedModel:
+    """A random-weight public architecture by name, else `loading.load_model(source)`."""
+    if is_random_architecture(source):
+        return build_random_model(source, device=device, dtype=dtype)
+    return load_model(source, device=device, dtype=dtype)
+
+
+def check_lengths(lengths: Sequence[int], loaded: LoadedModel, new_tokens: int) -> None:
+    """Raise `PromptTooLongError` unless every prompt plus `new_tokens` fits the model."""
+    positions = loaded.model.config.max_position_embeddings
+    for length in lengths:
+        if length > positions or length + new_tokens > loaded.max_context:
+            raise PromptTooLongError(
+                length,
+                min(positions, loaded.max_context - new_tokens),
+                detail=f"(with room for --new-tokens {new_tokens}): choose shorter --lengths",
+            )
+
+
+def run_bench(
+    loaded: LoadedModel,
+    config: SlimConfig,
+    spec: BenchSpec,
+    out_dir: str,
+    *,
+    command: list[str],
+    progress: Callable[[int], Progress] | None = None,
+) -> BenchResults:
+    """Measure every (length, method) cell still missing in `out_dir`; returns the results.
+
+    Args:
+        config: the SlimConfig `slim` runs with (`full` and `hf` ignore it).
+        command: the command line, recorded in results.json.
+        progress: given the number of calls to make, returns a progress bar.
+    """
+    check_spec(spec, loaded)
+    config.check_model(loaded.model.config.num_hidden_layers)
+    shape = ModelShape.from_hf_config(loaded.model.config)
+    results = BenchResults(
+        out_dir, loaded.name, shape, RANDOM_WEIGHTS_NOTE if loaded.tokenizer is None else None
+    )
+    env = environment(loaded.device)
+    title = f"{loaded.name} on {env['device']}"
+    settings = {m: cell_settings(loaded, env, spec, config if m == "slim" else None) for m in spec.methods}
+    pending = pending_calls(results, spec, settings)
+    if not pending:
+        logger.info("every cell is already measured in %s", results.path)
+        results.save()
+        results.write_views(title)
+        return results
+    light = speed_of_light(loaded.device)
+    run = {"command": command, "environment": env, "speed_of_light": light, "spec": vars(spec)}
+    results.start_invocation({**run, "config": config.to_dict()})
+    prompts = TextPrompts(loaded.tokenizer, vocab_size=shape.vocab, seed=spec.seed)
+    bar = progress(sum(sum(todo.values()) for todo in pending.values())) if progress else None
+    try:
+        methods = {m for todo in pending.values() for m in todo}
+        warm_ids = prompts.ids(min(PROCESS_WARMUP_TOKENS, min(pending)))
+        _warm_up(loaded, warm_ids, config, methods, PROCESS_WARMUP_NEW_TOKENS, 1)
+        for length, todo in pending.items():
+            if bar is not None:
+                bar.set_description(f"{length} tokens")
+            ids = prompts.ids(length)
+            _warm_up(loaded, ids, config, set(todo), spec.new_tokens, spec.warmup)
+            calls = {
+                m: method_call(m, loaded, ids, spec.new_tokens, config) for m in spec.methods if m in todo
+            }
+
+            def save(method: str, sample: Sample, length: int = length) -> None:
+                results.add_sample(length, method, settings[method], sample)
+                if bar is not None:
+                    bar.update(1)
+
+            alternate(calls, todo, on_result=save)
+            results.write_views(title)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def check_spec(spec: BenchSpec, loaded: LoadedModel) -> None:
+    """Raise `UserError` for counts out of range or prompts that do not fit the model."""
+    if spec.new_tokens < 2:
+        raise UserError(f"--new-tokens {spec.new_tokens}: must be >= 2 to time decoding")
+    if spec.repeats < 1 or spec.warmup < 0:
+        raise UserError(f"--repeats {spec.repeats} / --warmup {spec.warmup}: need repeats >= 1, warmup >= 0")
+    check_lengths(spec.lengths, loaded, spec.new_tokens)
+
+
+def pending_calls(
+    results: BenchResults, spec: BenchSpec, settings: dict[str, dict[str, Any]]
+) -> dict[int, dict[str, int]]:
+    """length -> method -> repeats still missing, for the cells that miss any."""
+    pending = {}
+    for length in spec.lengths:
+        todo = {m: spec.repeats - len(results.samples(length, m, settings[m])) for m in spec.methods}
+        todo = {m: count for m, count in todo.items() if count > 0}
+        if todo:
+            pending[length] = todo
+    return pending
+
+
+def cell_settings(
+    loaded: LoadedModel, env: dict[str, Any], spec: BenchSpec, config: SlimConfig | None
+) -> dict[str, Any]:
+    """What a cell's samples depend on; samples taken under other settings are not reused."""
+    return {
+        "model": loaded.name,
+        "device": env["device"],
+        "dtype": str(loaded.model.dtype).removeprefix("torch."),
+        "new_tokens": spec.new_tokens,
+        "seed": spec.seed,
+        "config": config.to_dict() if config is not None else None,
+    }
+
+
+def _warm_up(
+    loaded: LoadedModel, ids: list[int], config: SlimConfig, methods: set[str], new_tokens: int, times: int
+) -> None:
+    calls = {m: method_call(m, loaded, ids, new_tokens, config) for m in METHODS if m in methods}
+    warm_up(calls, times)

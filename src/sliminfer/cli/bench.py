@@ -1,0 +1,92 @@
+"""`sliminfer bench`: TTFT, decode and end-to-end time, memory and FLOPs vs prompt length."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .options import add_config_options, add_model_options, resolve_config
+
+EPILOG = """\
+--model also takes llama-3.1-8b or qwen2.5-7b: the public architecture with random weights,
+built on the device (speed figures only; every row says so).
+
+Methods: hf = plain transformers model.generate with SDPA (no sliminfer code), full = sliminfer
+without pruning, slim = sliminfer with the config's pruning. They alternate call by call.
+
+Results go to OUT/results.json (raw samples, config, versions, device), OUT/table.md and
+OUT/ttft.png, OUT/speedup.png. Every call is saved at once; rerunning the same command skips
+what is measured, so a long matrix can be split over several invocations (e.g. one per length).
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark hf / full / slim over prompt lengths",
+        description=__doc__.split(":", 1)[1].strip(),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_options(parser)
+    parser.add_argument(
+        "--lengths", default="1k,2k,4k", help="prompt lengths in tokens, k = 1024 (default 1k,2k,4k)"
+    )
+    parser.add_argument("--methods", default="hf,full,slim", help="comma-separated: hf, full, slim")
+    parser.add_argument("--new-tokens", type=int, default=128, help="tokens generated per call (default 128)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per (length, method) (default 5)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed calls per method per length, each the full measured call (default 1)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="picks the prompt text (default 0)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (created; reused to resume)"
+    )
+    add_config_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..bench.runner import BenchSpec, load_bench_model, parse_lengths, parse_methods, run_bench
+
+    spec = BenchSpec(
+        lengths=parse_lengths(args.lengths),
+        methods=parse_methods(args.methods),
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        seed=args.seed,
+    )
+    loaded = load_bench_model(args.model, args.device, args.dtype)
+    config = resolve_config(args, loaded.default_config)
+    os.makedirs(args.out, exist_ok=True)
+    results = run_bench(
+        loaded,
+        config,
+        spec,
+        args.out,
+        command=command_line(args),
+        progress=lambda total: tqdm(total=total, file=sys.stderr, unit="call", dynamic_ncols=True),
+    )
+    with open(os.path.join(args.out, "table.md"), encoding="utf-8") as handle:
+        print(handle.read(), end="")
+    print(f"\nresults: {results.path}")
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The effective command, every option spelled out, for results.json and table.md."""
+    command = ["sliminfer", "bench", "--model", args.model, "--device", args.device, "--dtype", args.dtype]
+    for flag in ("lengths", "methods", "new_tokens", "repeats", "warmup", "seed", "out"):
+        command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    if args.config:
+        command += ["--config", args.config]
+    for item in args.overrides:
+        command += ["--set", item]
+    return command
