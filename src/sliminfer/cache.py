@@ -14,6 +14,8 @@ the whole layer every step).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
@@ -27,6 +29,10 @@ class SlimLayer(DynamicLayer):
         length: tokens stored (computed prompt tokens + generated tokens).
         prompt_tokens: prompt tokens this layer computed and stored.
         pruned_tokens: prompt tokens this layer never saw (dropped before it).
+        offloaded_tokens: computed prompt tokens not in this layer's buffers (kept in the
+            offload manager's store; the buffers then start with the resident blocks).
+        before_update: called at the start of every `update`; the offload manager uses it to
+            make compute wait for the copies into this layer's buffers.
     """
 
     def __init__(self, reserve_tokens: int = 0) -> None:
@@ -35,6 +41,8 @@ class SlimLayer(DynamicLayer):
         self.length = 0
         self.prompt_tokens = 0
         self.pruned_tokens = 0
+        self.offloaded_tokens = 0
+        self.before_update: Callable[[], None] | None = None
         self._key_buffer: torch.Tensor | None = None
         self._value_buffer: torch.Tensor | None = None
 
@@ -48,6 +56,8 @@ class SlimLayer(DynamicLayer):
         """Append `[batch, kv_heads, new, head_dim]` K/V; return views of everything stored."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        if self.before_update is not None:
+            self.before_update()
         new = key_states.shape[-2]
         self._ensure_capacity(self.length + new, key_states, value_states)
         self._key_buffer[:, :, self.length : self.length + new] = key_states
@@ -84,8 +94,26 @@ class SlimLayer(DynamicLayer):
         self.prompt_tokens = self.length
         self.pruned_tokens = prompt_length - self.length
 
+    def adopt_buffers(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, resident_prompt_tokens: int) -> None:
+        """Keep only `resident_prompt_tokens` prompt tokens, in new `[batch, kv_heads, capacity, head_dim]` buffers.
+
+        Called once by the offload manager after prefill, before any generated token: the
+        buffers start with the resident prompt blocks, generated tokens follow them. The
+        logical length (`get_seq_length`) does not change.
+        """
+        if self.length != self.prompt_tokens:
+            raise RuntimeError("adopt_buffers: only a freshly prefilled layer can change its buffers")
+        self._key_buffer, self._value_buffer = key_buffer, value_buffer
+        self.offloaded_tokens = self.prompt_tokens - resident_prompt_tokens
+        self.set_length(resident_prompt_tokens)
+
+    @property
+    def resident_prompt_tokens(self) -> int:
+        """Prompt tokens held in this layer's buffers."""
+        return self.prompt_tokens - self.offloaded_tokens
+
     def get_seq_length(self) -> int:
-        return self.length + self.pruned_tokens
+        return self.length + self.pruned_tokens + self.offloaded_tokens
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.length + query_length, 0
@@ -98,7 +126,8 @@ class SlimLayer(DynamicLayer):
 
     def reset(self) -> None:
         super().reset()
-        self.length = self.prompt_tokens = self.pruned_tokens = 0
+        self.length = self.prompt_tokens = self.pruned_tokens = self.offloaded_tokens = 0
+        self.before_update = None
         self._key_buffer = self._value_buffer = None
 
     def batch_repeat_interleave(self, repeats: int) -> None:
@@ -109,9 +138,13 @@ class SlimLayer(DynamicLayer):
 
     def stored_bytes(self) -> int:
         """Bytes of valid K and V (not counting spare capacity)."""
-        if self.keys is None:
+        return self.length * self.token_bytes()
+
+    def token_bytes(self) -> int:
+        """Bytes of one token's K and V in this layer (0 before the first update)."""
+        if self._key_buffer is None:
             return 0
-        return 2 * self.keys.numel() * self.keys.element_size()
+        return 2 * self._key_buffer[:, :, :1].numel() * self._key_buffer.element_size()
 
 
 class SlimCache(Cache):
@@ -137,3 +170,7 @@ class SlimCache(Cache):
     def kv_bytes(self) -> int:
         """Bytes of valid K/V over all layers."""
         return sum(layer.stored_bytes() for layer in self.layers)
+
+    def prompt_kv_bytes(self) -> int:
+        """Bytes of the prompt K/V held in the layers' buffers (resident, not offloaded)."""
+        return sum(layer.resident_prompt_tokens * layer.token_bytes() for layer in self.layers)

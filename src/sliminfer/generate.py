@@ -2,7 +2,9 @@
 
 `generate` is the one entry point the CLI, bench, eval and server share. Both methods run the
 same code: `full` prefills without pruning, `slim` with the config's keep schedule. Decoding
-calls the model's decoder layers one token at a time on the per-layer `SlimCache`.
+calls the model's decoder layers one token at a time on the per-layer `SlimCache`; with a
+decode budget or `kv_offload="cpu"` an `OffloadManager` chooses each step's active prompt
+blocks and keeps the slim layers' resident sets (see `offload/`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from .config import SlimConfig
 from .decode_graph import WARMUP_STEPS, GraphedDecoder
 from .errors import EmptyPromptError, PromptTooLongError, UserError
 from .loading import LoadedModel
+from .metrics import KVStats
 from .models import ModelParts, model_parts
-from .prefill import slim_prefill
+from .offload import OffloadManager, uses_manager
+from .prefill import prunes, slim_prefill
 from .sampling import sample_next_token
 from .streaming import TextStream
 
@@ -72,6 +76,7 @@ class GenerationResult:
     kept_tokens_per_layer: list[int]
     kv_cache_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    kv: KVStats = field(default_factory=KVStats)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,12 +152,15 @@ def _run(
     eos_ids = set() if sampling.ignore_eos else _eos_ids(loaded)
     cache = SlimCache(parts.num_layers, reserve_tokens=budget)
     input_ids = torch.tensor([prompt_ids], device=device)
+    manager = prepare_manager(loaded, slim_config, len(prompt_ids), budget)
 
     start = _now(device)
     prefill = slim_prefill(loaded.model, input_ids, cache, slim_config)
     logits = prefill.logits
+    if manager is not None:
+        manager.attach(cache.layers, prefill.kept_positions)
     decoder = None
-    if device.type == "cuda" and config.cuda_graph_decode and budget > WARMUP_STEPS + 1:
+    if manager is None and device.type == "cuda" and config.cuda_graph_decode and budget > WARMUP_STEPS + 1:
         decoder = GraphedDecoder(parts, cache, len(prompt_ids))
     ttft_s = finish_reason = None
     new_ids: list[int] = []
@@ -176,11 +184,15 @@ def _run(
         elif decoder is not None:
             logits = decoder.step(token.view(1, 1))
         else:
-            logits = decode_step(parts, token.view(1, 1), len(prompt_ids) + len(new_ids) - 1, cache)
+            logits = decode_step(parts, token.view(1, 1), len(prompt_ids) + len(new_ids) - 1, cache, manager)
     if decoder is not None:
         decoder.finish()
     stream.close()
     total_s = _now(device) - start
+    kv = manager.finish() if manager is not None else KVStats()
+    kv.gpu_prompt_kv_bytes += cache.prompt_kv_bytes()
+    kv.gpu_generated_kv_bytes = cache.kv_bytes() - cache.prompt_kv_bytes()
+    kv.full_prompt_kv_bytes = parts.num_layers * len(prompt_ids) * cache.layers[0].token_bytes()
     decode_tokens = max(len(new_ids) - 1, 1)
     return GenerationResult(
         text=stream.text,
@@ -195,15 +207,45 @@ def _run(
         config=config.to_dict(),
         kept_tokens_per_layer=prefill.kept_tokens_per_layer,
         kv_cache_bytes=cache.kv_bytes(),
+        kv=kv,
     )
 
 
-def decode_step(parts: ModelParts, token: torch.Tensor, position: int, cache: SlimCache) -> torch.Tensor:
-    """Run one token `[batch, 1]` at `position` through every layer; returns `[batch, vocab]` logits."""
+def prepare_manager(
+    loaded: LoadedModel, config: SlimConfig | None, prompt_tokens: int, reserve_tokens: int
+) -> OffloadManager | None:
+    """The offload manager a pruned prompt needs (None without decode budget or offload).
+
+    Runs before any work: it sizes and allocates the store, and raises `HostMemoryError` when
+    `kv_offload="cpu"` would not fit in host memory.
+    """
+    if config is None or not prunes(config, prompt_tokens) or not uses_manager(config):
+        return None
+    model_config = loaded.model.config
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    block_shape = (kv_heads, config.block_size, head_dim)
+    return OffloadManager.prepare(
+        config, prompt_tokens, model_config.num_hidden_layers, block_shape, loaded.model.dtype, loaded.device, reserve_tokens
+    )
+
+
+def decode_step(
+    parts: ModelParts, token: torch.Tensor, position: int, cache: SlimCache, manager: OffloadManager | None = None
+) -> torch.Tensor:
+    """Run one token `[batch, 1]` at `position` through every layer; returns `[batch, vocab]` logits.
+
+    With a `manager`, score layers record the token's unit scores and the manager picks the
+    active blocks and starts copies right after each layer is launched.
+    """
     positions = torch.full_like(token, position)
     hidden, rope = parts.embed(token, positions)
+    state = manager.forward_state() if manager is not None else None
     for index in range(parts.num_layers):
-        hidden = parts.run_layer(index, hidden, positions, rope, cache)
+        hidden = parts.run_layer(index, hidden, positions, rope, cache, slim=state)
+        if manager is not None:
+            manager.after_layer(index, state)
     return parts.last_logits(hidden)
 
 

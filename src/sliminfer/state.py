@@ -23,6 +23,8 @@ class ForwardState:
         unit_size: tokens per token unit.
         unit_pooling: see `SlimConfig.unit_pooling`.
         unit_scores: filled by the attention function: layer -> `[batch, n_units]`.
+        score_keys: layer -> how many leading keys the window queries score (default: all);
+            decode scores only a score layer's prompt keys, not the generated ones.
         kv_valid_lengths: `[num_layers]` int64, set only by the CUDA-graph decoder, whose
             cache returns whole fixed-size buffers: layer i attends to its first
             `kv_valid_lengths[i]` slots.
@@ -33,4 +35,5 @@ class ForwardState:
     unit_size: int = 8
     unit_pooling: str = "key_mean"
     unit_scores: dict[int, torch.Tensor] = field(default_factory=dict)
+    score_keys: dict[int, int] = field(default_factory=dict)
     kv_valid_lengths: torch.Tensor | None = None

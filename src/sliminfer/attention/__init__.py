@@ -16,7 +16,7 @@ from transformers import AttentionInterface, PreTrainedModel
 
 from ..scoring import window_unit_scores
 from ..state import ForwardState
-from .sdpa import causal_attention, masked_decode_attention
+from .sdpa import causal_attention, single_query_attention
 
 ATTENTION_KEY = "sliminfer"
 
@@ -41,16 +41,17 @@ def sliminfer_attention(
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     if slim is not None and module.layer_idx in slim.score_layers:
         window = min(slim.window, query.shape[2])
+        scored = slim.score_keys.get(module.layer_idx, key.shape[2])
         slim.unit_scores[module.layer_idx] = window_unit_scores(
             query[:, :, -window:],
-            key,
+            key[:, :, :scored],
             unit_size=slim.unit_size,
             pooling=slim.unit_pooling,
             scaling=scale,
         )
     if slim is not None and slim.kv_valid_lengths is not None:
         valid = slim.kv_valid_lengths[module.layer_idx]
-        return masked_decode_attention(query, key, value, scale, valid), None
+        return single_query_attention(query, key, value, scale, valid), None
     return causal_attention(query, key, value, scale), None
 
 

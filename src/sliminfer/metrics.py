@@ -1,0 +1,52 @@
+"""`KVStats`: where one generation's KV cache lived and what moving it cost (part of `--json`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class KVStats:
+    """KV memory and offload traffic of one generation; the offload fields stay 0 without a manager.
+
+    Attributes:
+        gpu_prompt_kv_bytes: prompt K/V held on the compute device at the end (preserve and
+            score layers in full, managed slim layers only their resident blocks).
+        gpu_generated_kv_bytes: K/V of the generated tokens (always on the device).
+        full_prompt_kv_bytes: what the prompt K/V of an unpruned model takes (every layer, every token).
+        cpu_kv_bytes: host memory held for the offloaded prompt K/V (store and pinned staging).
+        managed_layers: slim layers attending to a per-step active set of blocks.
+        decode_steps: decode steps run with the manager.
+        swaps: layer-steps where overlap < gamma triggered a swap.
+        swap_decisions: layer-steps where the swap rule was evaluated (after the initial fill).
+        mean_overlap: mean |new & resident| / |new| over those decisions (None if none).
+        initial_fill_bytes: bytes copied to fill the resident sets at the first decode step.
+        copied_bytes: bytes copied by swaps after the initial fill.
+        copied_bytes_per_step: `copied_bytes / decode_steps`.
+        transfers: copies issued for fills and swaps (runs of consecutive blocks are one copy).
+        copy_ms: device time of all copies (side-stream events; host time on CPU).
+        stall_ms: time compute waited for copies (events around the compute stream's waits;
+            on CPU copies are synchronous, so all of `copy_ms`).
+        submit_host_ms: host time spent preparing copies (host-side gathers, launches).
+    """
+
+    gpu_prompt_kv_bytes: int = 0
+    gpu_generated_kv_bytes: int = 0
+    full_prompt_kv_bytes: int = 0
+    cpu_kv_bytes: int = 0
+    managed_layers: int = 0
+    decode_steps: int = 0
+    swaps: int = 0
+    swap_decisions: int = 0
+    mean_overlap: float | None = None
+    initial_fill_bytes: int = 0
+    copied_bytes: int = 0
+    copied_bytes_per_step: float = 0.0
+    transfers: int = 0
+    copy_ms: float = 0.0
+    stall_ms: float = 0.0
+    submit_host_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

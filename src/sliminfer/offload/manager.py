@@ -1,0 +1,263 @@
+"""`OffloadManager`: per managed slim layer, a resident set of prompt blocks and Algorithm 1.
+
+The manager knows layers by index, blocks by id and K/V buffers; it imports no model code.
+
+Layout. A managed layer's K/V buffers `[1, kv_heads, capacity, head_dim]` hold `active_blocks`
+block *slots* (slot s = tokens `[s * block_size, (s + 1) * block_size)`), then the generated
+tokens. The forced blocks (sink first, final window last) are placed once and never move; the
+prompt's last block, the only partial one, sits in the last slot, so the resident prompt is
+contiguous and generated tokens follow it directly. Attention therefore reads one contiguous
+prefix of the buffers with the ordinary decode attention: no gather, no mask (one query sees
+every stored key, and keys are RoPE'd at their original positions, so slot order does not
+matter).
+
+Per decode step, per group (see `selection.py`): after the score layer ran, its unit scores
+give the active set A (one small device-to-host read of the block ids per score layer: the set
+arithmetic runs on the host). For each managed layer with resident set R (Algorithm 1):
+- the first step fills the free slots with A \\ R (the initial fill, always done);
+- afterwards, if overlap(A, R) = |A & R| / |A| < gamma, the blocks A \\ R are copied over the
+  stale blocks R \\ A (prompt KV is immutable: nothing is written back) and R becomes A;
+- otherwise nothing moves and the layer attends to R. That is the approximation gamma buys:
+  the layer reads the |A & R| >= gamma * |A| wanted blocks that are resident, plus |R \\ A|
+  blocks the current query ranks below the top, instead of the missing |A \\ R| ones. Forced
+  blocks and all generated tokens are always read. gamma = 1 always reads exactly A; gamma = 0
+  keeps the first step's choice for the whole generation.
+
+Double buffering. Copies run on the engine's side stream. The copy for managed layer i + 1 is
+submitted right after layer i has been launched, so issuing it and the transfer itself overlap
+layer i's compute, and compute waits on the copy's event only when layer i + 1 updates its
+cache (after its QKV projection), never on the host. Stall time is measured on the device:
+two timing events recorded on the compute stream around each `wait_event` (see `transfer.py`).
+
+Decoding with a manager is eager (no CUDA graph): the step changes with each selection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from ..config import SlimConfig
+from ..errors import UserError
+from ..metrics import KVStats
+from ..state import ForwardState
+from .policy import overlap, should_swap
+from .selection import DecodePlan, SelectionGroup, expected_block_counts
+from .store import PinnedBlockStore, block_bytes, check_host_memory
+from .transfer import Ticket, TransferEngine
+
+
+class ManagedLayer(Protocol):
+    """What the manager needs of a cache layer (`cache.SlimLayer` provides it)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    prompt_tokens: int
+    before_update: object
+
+    def adopt_buffers(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, resident_prompt_tokens: int) -> None: ...
+
+    @property
+    def buffers(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass
+class _Job:
+    """Blocks to copy into slots of one layer at this step."""
+
+    block_ids: list[int]
+    slots: list[int]
+    fill: bool
+
+
+def uses_manager(config: SlimConfig) -> bool:
+    """Whether decoding needs the manager: offloading, or a decode budget below all retained blocks."""
+    return config.kv_offload == "cpu" or config.decode_budget != 1
+
+
+class OffloadManager:
+    """Resident sets, Algorithm 1 and stats for the managed slim layers of one generation.
+
+    Use `prepare` before prefill (sizes, host memory check, allocation), `attach` after it, then
+    per decode step `forward_state()` and `after_layer(i, state)` after each layer, and
+    `finish()` once at the end.
+    """
+
+    def __init__(
+        self,
+        config: SlimConfig,
+        counts: dict[int, tuple[int, int]],
+        block_shape: tuple[int, int, int],
+        dtype: torch.dtype,
+        device: torch.device,
+        reserve_tokens: int,
+    ) -> None:
+        self.config, self.counts, self.block_shape = config, counts, block_shape
+        self.device, self.reserve_tokens = torch.device(device), reserve_tokens
+        store_device = torch.device("cpu") if config.kv_offload == "cpu" else self.device
+        staging = {layer: active for layer, (_, active) in counts.items()}
+        if store_device.type == "cpu":
+            needed = sum(retained for retained, _ in counts.values()) * block_bytes(block_shape, dtype)
+            check_host_memory(needed, "the offloaded prompt KV")
+        retained = {layer: retained for layer, (retained, _) in counts.items()}
+        self.store = PinnedBlockStore(retained, block_shape, dtype, store_device, pin=self.device.type == "cuda")
+        self.engine = TransferEngine(self.device, store_device, staging, block_shape, dtype)
+        self.plan: DecodePlan | None = None
+        self.layers: dict[int, ManagedLayer] = {}
+        self.slots: dict[int, list[int | None]] = {}
+        self.queued: dict[int, _Job] = {}
+        self.pending: dict[int, Ticket] = {}
+        self.stats = KVStats(managed_layers=len(counts))
+        self.overlaps: list[float] = []
+
+    @classmethod
+    def prepare(
+        cls,
+        config: SlimConfig,
+        prompt_tokens: int,
+        num_layers: int,
+        block_shape: tuple[int, int, int],
+        dtype: torch.dtype,
+        device: torch.device,
+        reserve_tokens: int,
+    ) -> OffloadManager:
+        """Size and allocate everything for a pruned prompt of `prompt_tokens` tokens.
+
+        Args:
+            block_shape: `(kv_heads, block_size, head_dim)`.
+            reserve_tokens: generated tokens each layer must have room for.
+
+        Raises:
+            HostMemoryError: `kv_offload="cpu"` and the store does not fit in host memory.
+        """
+        counts = expected_block_counts(config, prompt_tokens, num_layers)
+        return cls(config, counts, block_shape, dtype, device, reserve_tokens)
+
+    def attach(self, cache_layers: list[ManagedLayer], kept_positions: list[torch.Tensor]) -> None:
+        """After prefill: write the store, give each managed layer its slot buffers, hook its updates."""
+        if kept_positions[0].shape[0] != 1:
+            raise UserError("decode_budget / kv_offload support batch size 1 only")
+        self.plan = DecodePlan.from_prefill(kept_positions, self.config)
+        for group in self.plan.groups:
+            for index in group.layers:
+                layer = cache_layers[index]
+                assert self.counts[index] == (group.retained_blocks, group.active_blocks), "prefill != schedule"
+                self.engine.write_store(self.store[index], layer.keys, layer.values)
+                self._adopt_slot_buffers(index, layer, group)
+
+    def _adopt_slot_buffers(self, index: int, layer: ManagedLayer, group: SelectionGroup) -> None:
+        """New buffers with the forced blocks in their fixed slots; the other slots wait for the fill."""
+        block_size, n_slots = self.config.block_size, group.active_blocks
+        retained_tokens, keys, values = group.retained_tokens, layer.keys, layer.values
+        capacity = n_slots * block_size + self.reserve_tokens
+        new_keys = keys.new_zeros(*keys.shape[:2], capacity, keys.shape[-1])
+        new_values = values.new_zeros(*values.shape[:2], capacity, values.shape[-1])
+        slots: list[int | None] = [None] * n_slots
+        for block, slot in forced_slots(group.forced, n_slots).items():
+            start, end = block * block_size, min((block + 1) * block_size, retained_tokens)
+            new_keys[:, :, slot * block_size : slot * block_size + end - start] = keys[:, :, start:end]
+            new_values[:, :, slot * block_size : slot * block_size + end - start] = values[:, :, start:end]
+            slots[slot] = block
+        missing = group.retained_blocks * block_size - retained_tokens
+        layer.adopt_buffers(new_keys, new_values, n_slots * block_size - missing)
+        layer.before_update = lambda: self._wait(index)
+        self.layers[index], self.slots[index] = layer, slots
+
+    def forward_state(self) -> ForwardState:
+        """The `ForwardState` for one decode step (score layers record the token's unit scores)."""
+        self.stats.decode_steps += 1
+        return self.plan.forward_state()
+
+    def after_layer(self, index: int, state: ForwardState) -> None:
+        """Call after layer `index` was run: choose at score layers, submit the next layer's copy."""
+        group = self.plan.group_of_score_layer(index)
+        if group is not None:
+            active = self.plan.choose(group, state.unit_scores.pop(index)).tolist()
+            for layer in group.layers:
+                job = self._decide(layer, active)
+                if job is not None:
+                    self.queued[layer] = job
+        job = self.queued.pop(index + 1, None)
+        if job is not None:
+            self._submit(index + 1, job)
+
+    def _decide(self, layer: int, active: list[int]) -> _Job | None:
+        """Algorithm 1 for one layer: the copy to make (None: keep computing on the resident set)."""
+        slots = self.slots[layer]
+        resident = {block for block in slots if block is not None}
+        missing = [block for block in active if block not in resident]
+        free = [slot for slot, block in enumerate(slots) if block is None]
+        if free:
+            return _Job(missing, free, fill=True)
+        ratio = overlap(active, resident)
+        self.overlaps.append(ratio)
+        if not missing or not should_swap(ratio, self.config.gamma):
+            return None
+        wanted = set(active)
+        stale = [slot for slot, block in enumerate(slots) if block not in wanted]
+        self.stats.swaps += 1
+        return _Job(missing, stale, fill=False)
+
+    def _submit(self, layer: int, job: _Job) -> None:
+        slots = self.slots[layer]
+        assert len(job.block_ids) == len(job.slots) and len(slots) - 1 not in job.slots, "last slot is fixed"
+        for slot, block in zip(job.slots, job.block_ids, strict=True):
+            slots[slot] = block
+        ticket = self.engine.submit(
+            layer, self.store[layer], job.block_ids, self.layers[layer].buffers, job.slots, len(slots)
+        )
+        self.pending[layer] = ticket
+        if job.fill:
+            self.stats.initial_fill_bytes += ticket.nbytes
+        else:
+            self.stats.copied_bytes += ticket.nbytes
+
+    def _wait(self, layer: int) -> None:
+        """Compute waits for the layer's copy, if one is in flight (the layer's `before_update` hook)."""
+        ticket = self.pending.pop(layer, None)
+        if ticket is not None:
+            self.engine.wait(ticket)
+
+    def resident_blocks(self, layer: int) -> list[int | None]:
+        """Slot -> local block id of `layer` (None: not filled yet)."""
+        return list(self.slots[layer])
+
+    def finish(self) -> KVStats:
+        """Synchronize, detach from the layers and return `KVStats` with the offload fields set.
+
+        `gpu_prompt_kv_bytes` holds the device store (kv_offload="none"); the caller adds the
+        layers' buffers.
+        """
+        totals = self.engine.finish()
+        for layer in self.layers.values():
+            layer.before_update = None
+        stats = self.stats
+        stats.swap_decisions = len(self.overlaps)
+        stats.mean_overlap = sum(self.overlaps) / len(self.overlaps) if self.overlaps else None
+        stats.copied_bytes_per_step = stats.copied_bytes / max(stats.decode_steps, 1)
+        stats.copy_ms, stats.stall_ms = 1000 * totals.copy_s, 1000 * totals.stall_s
+        stats.submit_host_ms = 1000 * totals.host_s
+        stats.transfers = totals.transfers
+        if self.config.kv_offload == "cpu":
+            stats.cpu_kv_bytes = self.store.nbytes + self.engine.host_bytes
+        else:  # the store is a second copy of the retained prompt KV on the device
+            stats.gpu_prompt_kv_bytes = self.store.nbytes
+        return stats
+
+
+def forced_slots(forced: torch.Tensor, n_slots: int) -> dict[int, int]:
+    """Fixed slot of each forced block: leading ones (the sink) first, trailing ones last.
+
+    Forced blocks are a prefix (sink) and a suffix (final window) of the retained blocks, so in
+    any ascending active set they come first and last; fixing them there keeps a full fill in
+    ascending block order (the layer then reads its prompt exactly as prefill stored it).
+
+    Args:
+        forced: `[n_blocks]` bool.
+    """
+    n_blocks = forced.numel()
+    ids = forced.nonzero().flatten().tolist()
+    prefix = next((i for i, block in enumerate(ids) if block != i), len(ids))
+    return {block: block if block < prefix else n_slots - (n_blocks - block) for block in ids}

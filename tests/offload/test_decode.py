@@ -1,0 +1,134 @@
+"""The manager inside real decoding (tiny models): exact without selection, restricted with it."""
+
+import pytest
+import torch
+
+from sliminfer.attention import use_sliminfer_attention
+from sliminfer.cache import SlimCache
+from sliminfer.errors import ConfigError
+from sliminfer.generate import SamplingParams, decode_step, generate
+from sliminfer.models import model_parts
+from sliminfer.offload import HostMemoryError, OffloadManager
+from sliminfer.offload import store as store_module
+from sliminfer.prefill import slim_prefill
+
+N, STEPS = 203, 5
+
+
+def prompt(seed=3):
+    return torch.randint(0, 256, (1, N), generator=torch.Generator().manual_seed(seed))
+
+
+def prefill_with_manager(loaded, config, ids):
+    """Two identical prefills: one plain cache, one handed to a manager built for `config`."""
+    caches = [SlimCache(4, reserve_tokens=STEPS) for _ in range(2)]
+    with use_sliminfer_attention(loaded.model):
+        prefills = [slim_prefill(loaded.model, ids, cache, config) for cache in caches]
+    block_shape = (loaded.model.config.num_key_value_heads, config.block_size, 16)
+    manager = OffloadManager.prepare(config, N, 4, block_shape, torch.float32, torch.device("cpu"), STEPS)
+    manager.attach(caches[1].layers, prefills[1].kept_positions)
+    return caches, prefills[0].logits, manager
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("offload", ["none", "cpu"])
+def test_full_budget_with_gamma_0_equals_decoding_without_manager(tiny, offload):
+    config = tiny.default_config.with_overrides([f"kv_offload={offload}", "decode_budget=1.0", "gamma=0"])
+    (plain, managed), logits, manager = prefill_with_manager(tiny, config, prompt())
+    parts = model_parts(tiny.model)
+    token = logits.argmax(-1, keepdim=True)
+    with use_sliminfer_attention(tiny.model):
+        for step in range(STEPS):
+            want = decode_step(parts, token, N + step, plain)
+            got = decode_step(parts, token, N + step, managed, manager)
+            assert torch.equal(got, want)
+            token = want.argmax(-1, keepdim=True)
+    stats = manager.finish()
+    assert stats.managed_layers == 2 and stats.initial_fill_bytes > 0 and stats.swaps == 0
+
+
+def test_generate_with_cpu_offload_and_full_budget_matches_plain_slim(tiny_llama):
+    ids = prompt(seed=4)[0].tolist()
+    sampling = SamplingParams(max_new_tokens=8, ignore_eos=True)
+    plain = generate(tiny_llama, ids, sampling=sampling)
+    offloaded = generate(tiny_llama, ids, config=tiny_llama.default_config.with_overrides(["kv_offload=cpu"]), sampling=sampling)
+    assert offloaded.token_ids == plain.token_ids
+    kv, plain_kv = offloaded.kv, plain.kv
+    assert kv.cpu_kv_bytes > 0 and kv.managed_layers == 2 and plain_kv.cpu_kv_bytes == plain_kv.managed_layers == 0
+    assert kv.gpu_prompt_kv_bytes == plain_kv.gpu_prompt_kv_bytes < kv.full_prompt_kv_bytes  # all blocks resident
+    assert kv.gpu_generated_kv_bytes == plain_kv.gpu_generated_kv_bytes > 0
+    assert offloaded.to_dict()["kv"]["cpu_kv_bytes"] == kv.cpu_kv_bytes
+
+
+def test_cpu_offload_with_a_budget_keeps_less_prompt_kv_on_the_device(tiny_llama):
+    ids = prompt(seed=4)[0].tolist()
+    sampling = SamplingParams(max_new_tokens=4, ignore_eos=True)
+    config = tiny_llama.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", "gamma=0.5"])
+    plain, budgeted = (generate(tiny_llama, ids, config=c, sampling=sampling) for c in (tiny_llama.default_config, config))
+    assert budgeted.kv.gpu_prompt_kv_bytes < plain.kv.gpu_prompt_kv_bytes
+    assert budgeted.kv.decode_steps == 3 and budgeted.kv.swap_decisions > 0
+
+
+@torch.inference_mode()
+def reference_step(model, token, position, cache, allowed):
+    """Stock HF layers, eager attention, masks restricting layer l's prompt keys to `allowed[l]`."""
+    parts = model_parts(model)
+    positions = torch.full_like(token, position)
+    hidden, rope = parts.embed(token, positions)
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        for index, layer in enumerate(parts.layers):
+            stored = cache.layers[index].length + 1
+            mask = torch.zeros(1, 1, 1, stored)
+            if index in allowed:
+                prompt_mask = mask[..., : allowed[index].numel()]
+                prompt_mask[..., ~allowed[index]] = float("-inf")
+            hidden = layer(hidden, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                           use_cache=True, position_embeddings=rope)
+    finally:
+        model.set_attn_implementation(previous)
+    return parts.last_logits(hidden)
+
+
+def allowed_tokens(manager, layer, prompt_tokens, block_size):
+    allowed = torch.zeros(prompt_tokens, dtype=torch.bool)
+    for block in manager.resident_blocks(layer):
+        allowed[block * block_size : (block + 1) * block_size] = True
+    return allowed
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("offload", ["none", "cpu"])
+def test_small_budget_attends_only_to_the_active_blocks(tiny, offload):
+    config = tiny.default_config.with_overrides([f"kv_offload={offload}", "decode_budget=0.5", "gamma=1.0"])
+    (plain, managed), logits, manager = prefill_with_manager(tiny, config, prompt(seed=5))
+    parts = model_parts(tiny.model)
+    token = logits.argmax(-1, keepdim=True)
+    for step in range(STEPS):
+        with use_sliminfer_attention(tiny.model):
+            got = decode_step(parts, token, N + step, managed, manager)
+        allowed = {
+            layer: allowed_tokens(manager, layer, plain.layers[layer].prompt_tokens, config.block_size)
+            for layer in manager.layers
+        }
+        assert all(0 < mask.sum() < mask.numel() for mask in allowed.values())
+        want = reference_step(tiny.model, token, N + step, plain, allowed)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        token = got.argmax(-1, keepdim=True)
+    stats = manager.finish()
+    assert stats.swaps > 0 and stats.mean_overlap < 1.0
+
+
+def test_offload_without_enough_host_memory_fails_before_any_work(tiny_llama, monkeypatch):
+    monkeypatch.setattr(store_module, "available_host_bytes", lambda: 1000)
+    monkeypatch.setattr("sliminfer.generate.slim_prefill", lambda *a, **k: pytest.fail("prefill ran"))
+    config = tiny_llama.default_config.with_overrides(["kv_offload=cpu"])
+    with pytest.raises(HostMemoryError, match="kv_offload='cpu' needs .* GiB of host memory"):
+        generate(tiny_llama, prompt()[0].tolist(), config=config)
+
+
+@pytest.mark.parametrize(("override", "message"), [("gamma=1.5", "gamma=1.5"), ("decode_budget=-1", "decode_budget=-1")])
+def test_bad_offload_settings_raise_config_errors(tiny_llama, override, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_llama.default_config.with_overrides([override])

@@ -1,0 +1,92 @@
+import logging
+
+import pytest
+import torch
+
+from sliminfer.attention import use_sliminfer_attention
+from sliminfer.cache import SlimCache
+from sliminfer.config import SlimConfig
+from sliminfer.offload.manager import forced_slots
+from sliminfer.offload.selection import (
+    DecodePlan,
+    active_block_count,
+    expected_block_counts,
+    group_layers,
+    stored_block_ids,
+)
+from sliminfer.prefill import slim_prefill
+
+# 32-token prompt, 8 blocks of 4 tokens, units of 2; cut at layer 1 keeps blocks 0, 2, 5, 7.
+HAND = SlimConfig(
+    preserve_layers=1, block_size=4, unit_size=2, keep_schedule=((1, 0.5),), window=2, sink_tokens=1,
+    min_prompt_tokens=0, decode_budget=0.75,
+)
+KEPT_BLOCKS = [0, 2, 5, 7]
+
+
+def hand_positions(num_layers=4):
+    kept = torch.tensor([[b * 4 + t for b in KEPT_BLOCKS for t in range(4)]])
+    return [torch.arange(32)[None]] + [kept] * (num_layers - 1)
+
+
+def unit_scores_favoring(*blocks):
+    scores = torch.full((1, 16), 0.01)
+    for block in blocks:
+        scores[0, 2 * block + 1] = 1.0
+    return scores
+
+
+def test_group_layers_skip_the_next_score_layer():
+    assert group_layers((8,), 32) == [(8, tuple(range(8, 32)))]
+    assert group_layers((1, 3), 4) == [(1, (1,)), (3, (3,))]
+    assert group_layers((2, 3), 5) == [(2, ()), (3, (3, 4))]
+
+
+@pytest.mark.parametrize(
+    ("budget", "retained", "forced", "want"),
+    [(0.5, 10, 2, (5, False)), (0.05, 10, 2, (2, False)), (1.0, 10, 2, (10, False)), (3, 10, 2, (3, False)), (20, 10, 2, (10, True))],
+)
+def test_active_block_count(budget, retained, forced, want):
+    assert active_block_count(budget, retained, forced) == want
+
+
+def test_plan_chooses_the_top_blocks_among_the_group_plus_forced():
+    plan = DecodePlan.from_prefill(hand_positions(), HAND)
+    (group,) = plan.groups
+    assert group.score_layer == 0 and group.layers == (1, 2, 3) and group.active_blocks == 3
+    assert group.candidates.tolist() == KEPT_BLOCKS and group.forced.tolist() == [True, False, False, True]
+    # Block 2 outranks block 5; blocks 1 and 3 score higher still but were not retained by the group.
+    assert plan.choose(group, unit_scores_favoring(1, 2, 3)).tolist() == [0, 1, 3]
+    assert plan.choose(group, unit_scores_favoring(5)).tolist() == [0, 2, 3]
+    state = plan.forward_state()
+    assert state.window == 1 and state.score_layers == {0} and state.score_keys == {0: 32}
+
+
+def test_budget_above_the_retained_blocks_is_clamped_with_a_warning(caplog):
+    config = SlimConfig(**{**HAND.to_dict(), "keep_schedule": ((1, 0.5),), "decode_budget": 50})
+    with caplog.at_level(logging.WARNING):
+        plan = DecodePlan.from_prefill(hand_positions(), config)
+    assert plan.groups[0].active_blocks == 4 and "decode_budget=50 exceeds" in caplog.text
+
+
+def test_forced_blocks_take_the_first_and_last_slots():
+    assert forced_slots(torch.tensor([True, False, False, True]), 3) == {0: 0, 3: 2}
+    assert forced_slots(torch.tensor([True, True, False, False, True, True]), 5) == {0: 0, 1: 1, 4: 3, 5: 4}
+    assert forced_slots(torch.tensor([True, True, True]), 3) == {0: 0, 1: 1, 2: 2}
+
+
+def test_stored_block_ids_read_whole_blocks():
+    assert stored_block_ids(hand_positions()[1], 4).tolist() == KEPT_BLOCKS
+
+
+@pytest.mark.parametrize("n", [200, 203, 333])
+def test_expected_block_counts_match_prefill(tiny_llama, n):
+    config = tiny_llama.default_config.with_overrides(["decode_budget=0.5"])
+    cache = SlimCache(4)
+    ids = torch.randint(0, 256, (1, n), generator=torch.Generator().manual_seed(n))
+    with torch.inference_mode(), use_sliminfer_attention(tiny_llama.model):
+        result = slim_prefill(tiny_llama.model, ids, cache, config)
+    plan = DecodePlan.from_prefill(result.kept_positions, config)
+    actual = {layer: (g.retained_blocks, g.active_blocks) for g in plan.groups for layer in g.layers}
+    assert expected_block_counts(config, n, 4) == actual
+    assert sorted(actual) == [1, 3]  # layer 2 scores the cut at 3, so it keeps its KV
