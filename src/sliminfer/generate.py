@@ -159,9 +159,10 @@ def _run(
     logits = prefill.logits
     if manager is not None:
         manager.attach(cache.layers, prefill.kept_positions)
+    # With gamma=0 the manager fills the resident sets at the first step and never swaps, so
+    # from the second step on every step has the same shape and can be a CUDA graph too.
+    use_graph = device.type == "cuda" and config.cuda_graph_decode and (manager is None or config.gamma == 0.0)
     decoder = None
-    if manager is None and device.type == "cuda" and config.cuda_graph_decode and budget > WARMUP_STEPS + 1:
-        decoder = GraphedDecoder(parts, cache, len(prompt_ids))
     ttft_s = finish_reason = None
     new_ids: list[int] = []
     while finish_reason is None:
@@ -181,10 +182,15 @@ def _run(
             finish_reason = "length"
         elif should_stop is not None and should_stop():
             finish_reason = "cancelled"
-        elif decoder is not None:
-            logits = decoder.step(token.view(1, 1))
         else:
-            logits = decode_step(parts, token.view(1, 1), len(prompt_ids) + len(new_ids) - 1, cache, manager)
+            position = len(prompt_ids) + len(new_ids) - 1
+            steps_left = budget - len(new_ids)
+            if decoder is None and use_graph and steps_left > WARMUP_STEPS and (manager is None or len(new_ids) > 1):
+                decoder = GraphedDecoder(parts, cache, position)
+            if decoder is not None:
+                logits = decoder.step(token.view(1, 1))
+            else:
+                logits = decode_step(parts, token.view(1, 1), position, cache, manager)
     if decoder is not None:
         decoder.finish()
     stream.close()

@@ -132,3 +132,29 @@ def test_offload_without_enough_host_memory_fails_before_any_work(tiny_llama, mo
 def test_bad_offload_settings_raise_config_errors(tiny_llama, override, message):
     with pytest.raises(ConfigError, match=message):
         tiny_llama.default_config.with_overrides([override])
+
+
+@torch.inference_mode()
+def test_fixed_shape_decoder_continues_a_frozen_resident_set_exactly(tiny_llama):
+    """With gamma=0 the resident set never changes after the first (filling) step, so the
+    CUDA-graph decoder may take over from step 2; its fixed-shape step (run eagerly here) must
+    give the manager path's logits."""
+    from sliminfer.decode_graph import GraphedDecoder
+
+    config = tiny_llama.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", "gamma=0"])
+    ids = prompt(seed=6)
+    caches = [prefill_with_manager(tiny_llama, config, ids) for _ in range(2)]
+    parts = model_parts(tiny_llama.model)
+    token = caches[0][1].argmax(-1, keepdim=True)
+    with use_sliminfer_attention(tiny_llama.model):
+        (_, eager_cache), _, eager_manager = caches[0]
+        (_, fixed_cache), _, fixed_manager = caches[1]
+        first = decode_step(parts, token, N, eager_cache, eager_manager)
+        assert torch.equal(decode_step(parts, token, N, fixed_cache, fixed_manager), first)
+        fixed = GraphedDecoder(parts, fixed_cache, N + 1, use_graph=False)
+        token = first.argmax(-1, keepdim=True)
+        for step in range(1, STEPS - 1):
+            want = decode_step(parts, token, N + step, eager_cache, eager_manager)
+            torch.testing.assert_close(fixed.step(token), want, rtol=1e-5, atol=1e-5)
+            token = want.argmax(-1, keepdim=True)
+    assert eager_manager.finish().swaps == 0
