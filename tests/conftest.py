@@ -1,53 +1,11 @@
-"""Shared fixtures: tiny seeded random-config Llama and Qwen2 models (no hub), the embedded model."""
+"""Shared fixtures: tiny random-config models (see tiny.py) and the embedded model."""
 
 from __future__ import annotations
 
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from sliminfer.config import SlimConfig
 from sliminfer.loading import LoadedModel
-
-TINY_SIZES = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=256,
-    max_position_embeddings=1024,
-)
-# Small blocks so a few hundred tokens exercise several blocks, units and cuts.
-TINY_SLIM = SlimConfig(
-    preserve_layers=1,
-    block_size=16,
-    unit_size=4,
-    keep_schedule=((1, 0.5), (3, 0.25)),
-    window=8,
-    sink_tokens=2,
-    min_prompt_tokens=0,
-)
-
-
-def build_tiny(model_type: str, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    if model_type == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**TINY_SIZES, attn_implementation="sdpa"))
-    else:
-        model = Qwen2ForCausalLM(Qwen2Config(**TINY_SIZES, attn_implementation="sdpa"))
-    return model.eval()
-
-
-def wrap(model: torch.nn.Module, name: str = "tiny") -> LoadedModel:
-    return LoadedModel(
-        model=model,
-        tokenizer=None,
-        name=name,
-        max_context=model.config.max_position_embeddings,
-        device=torch.device("cpu"),
-        default_config=TINY_SLIM,
-    )
+from tiny import build_tiny, wrap
 
 
 @pytest.fixture(params=["llama", "qwen2"])
@@ -59,14 +17,3 @@ def tiny(request) -> LoadedModel:
 def tiny_llama() -> LoadedModel:
     return wrap(build_tiny("llama"), name="tiny-llama")
 
-
-def random_ids(n: int, seed: int = 0, vocab: int = 256) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab, (1, n), generator=generator)
-
-
-@pytest.fixture(scope="session")
-def embedded() -> LoadedModel:
-    from sliminfer.loading import load_model
-
-    return load_model("default")

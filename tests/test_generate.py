@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from conftest import TINY_SLIM, random_ids
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
 from sliminfer.decode_graph import GraphedDecoder
@@ -12,6 +11,7 @@ from sliminfer.prefill import slim_prefill
 from sliminfer.sampling import sample_next_token
 from sliminfer.streaming import TextStream
 from test_prefill import reference_logits
+from tiny import TINY_SLIM, random_ids
 
 
 def test_full_generation_equals_hf_greedy(tiny):

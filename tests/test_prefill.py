@@ -4,11 +4,11 @@ import pytest
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from conftest import TINY_SLIM, random_ids
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
 from sliminfer.prefill import slim_prefill
 from sliminfer.scoring import block_scores, forced_blocks, select_blocks, window_unit_scores
+from tiny import TINY_SLIM, random_ids
 
 
 def run_prefill(loaded, ids, config):
