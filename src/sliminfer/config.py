@@ -48,7 +48,8 @@ class SlimConfig:
             does not change shape (no decode-time selection, no offload); removes the Python
             launch overhead that dominates eager decoding.
         kv_offload: `cpu` keeps the retained prompt KV of slim layers in pinned CPU memory and
-            only the active blocks on the accelerator; `none` keeps everything on it.
+            only the active blocks on the accelerator; `none` keeps everything on it. Like
+            `decode_budget`, it applies only to pruned prompts (>= `min_prompt_tokens`).
     """
 
     preserve_layers: int = 8

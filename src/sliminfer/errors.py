@@ -39,6 +39,10 @@ class PromptTooLongError(UserError):
         )
 
 
+class HostMemoryError(UserError):
+    """`kv_offload="cpu"` needs more host memory than the machine has available."""
+
+
 class EmptyPromptError(UserError):
     """The prompt tokenizes to nothing."""
 

@@ -131,26 +131,14 @@ class BenchResults:
             handle.write(render_table(rows, title, self.data))
         written = [table_path]
         ttft_series, speedup_series = plot_series(rows)
-        ttft_png = os.path.join(self.out_dir, "ttft.png")
-        if ttft_series and line_plot(
-            ttft_png,
-            ttft_series,
-            title=f"TTFT: {title}",
-            xlabel="prompt tokens",
-            ylabel="TTFT (s)",
-            logx=True,
-        ):
-            written.append(ttft_png)
-        speedup_png = os.path.join(self.out_dir, "speedup.png")
-        if speedup_series and line_plot(
-            speedup_png,
-            speedup_series,
-            title=f"TTFT speedup over hf: {title}",
-            xlabel="prompt tokens",
-            ylabel="speedup (x)",
-            logx=True,
-        ):
-            written.append(speedup_png)
+        plots = (
+            ("ttft.png", ttft_series, f"TTFT: {title}", "TTFT (s)"),
+            ("speedup.png", speedup_series, f"TTFT speedup over hf: {title}", "speedup (x)"),
+        )
+        for name, series, plot_title, ylabel in plots:
+            path = os.path.join(self.out_dir, name)
+            if series and line_plot(path, series, title=plot_title, xlabel="prompt tokens", ylabel=ylabel, logx=True):
+                written.append(path)
         return written
 
 

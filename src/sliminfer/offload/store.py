@@ -18,16 +18,12 @@ from collections.abc import Mapping
 
 import torch
 
-from ..errors import UserError
+from ..errors import HostMemoryError
 
 logger = logging.getLogger(__name__)
 
 MAX_HOST_MEMORY_FRACTION = 0.8
 """Pin at most this share of the host's available memory; the rest is left to the OS and Python."""
-
-
-class HostMemoryError(UserError):
-    """`kv_offload="cpu"` needs more host memory than the machine has available."""
 
 
 class PinnedBlockStore:
