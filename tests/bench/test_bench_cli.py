@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from sliminfer.bench.runner import parse_lengths, parse_methods
+from sliminfer.bench.runner import parse_methods
 from sliminfer.cli.main import main
+from sliminfer.cli.options import parse_lengths
 from sliminfer.errors import UserError
 
 TINY = ["--model", "tiny-llama", "--device", "cpu", "--new-tokens", "3", "--set", "min_prompt_tokens=0"]

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from sliminfer.bench import prompts
-from sliminfer.bench.prompts import TextPrompts, corpus_paragraphs, hashed_word_ids
+from sliminfer.bench.prompts import TextPrompts, hashed_word_ids
+from sliminfer.corpus import corpus_paragraphs
 
 
 def test_corpus_is_real_prose():

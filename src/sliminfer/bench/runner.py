@@ -12,7 +12,6 @@ after each length.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,7 +35,6 @@ PROCESS_WARMUP_NEW_TOKENS = 2
 """Once per process, every method first runs on a prompt this short (or the shortest length):
 CUDA context, kernel loading and library handles are paid there, not in a measured cell."""
 
-_LENGTH = re.compile(r"^\s*(\d+)\s*([kK]?)\s*$")
 
 
 class Progress(Protocol):
@@ -59,15 +57,6 @@ class BenchSpec:
     seed: int = 0
 
 
-def parse_lengths(text: str) -> list[int]:
-    """'8k,16k,1000' -> [8192, 16384, 1000] (k = 1024), ascending and without duplicates."""
-    lengths = set()
-    for item in text.split(","):
-        match = _LENGTH.match(item)
-        if not match or int(match.group(1)) == 0:
-            raise UserError(f"--lengths item {item!r}: expected a positive token count like 8192 or 8k")
-        lengths.add(int(match.group(1)) * (1024 if match.group(2) else 1))
-    return sorted(lengths)
 
 
 def parse_methods(text: str) -> list[str]:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .options import add_config_options, add_model_options, resolve_config
+from .options import add_config_options, add_model_options, parse_lengths, resolve_config
 
 EPILOG = """\
 --model also takes llama-3.1-8b or qwen2.5-7b: the public architecture with random weights,
@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..bench.runner import BenchSpec, load_bench_model, parse_lengths, parse_methods, run_bench
+    from ..bench.runner import BenchSpec, load_bench_model, parse_methods, run_bench
 
     spec = BenchSpec(
         lengths=parse_lengths(args.lengths),

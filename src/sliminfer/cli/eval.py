@@ -67,11 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..bench.runner import parse_lengths
     from ..errors import UserError
     from ..eval.evaluate import EvalSpec, evaluate
     from ..eval.methods import parse_methods
     from ..loading import load_model
+    from .options import parse_lengths
 
     if args.samples < 1:
         raise UserError(f"--samples {args.samples}: must be >= 1")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from ..config import SlimConfig, load_config_file
+from ..errors import UserError
+
+_LENGTH = re.compile(r"^\s*(\d+)\s*([kK]?)\s*$")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -35,3 +39,14 @@ def resolve_config(args: argparse.Namespace, base: SlimConfig) -> SlimConfig:
     """The model's preset, then `--config`, then `--set`, each validated."""
     config = load_config_file(args.config, base=base) if args.config else base
     return config.with_overrides(args.overrides)
+
+
+def parse_lengths(text: str) -> list[int]:
+    """'8k,16k,1000' -> [8192, 16384, 1000] (k = 1024), ascending and without duplicates."""
+    lengths = set()
+    for item in text.split(","):
+        match = _LENGTH.match(item)
+        if not match or int(match.group(1)) == 0:
+            raise UserError(f"--lengths item {item!r}: expected a positive token count like 8192 or 8k")
+        lengths.add(int(match.group(1)) * (1024 if match.group(2) else 1))
+    return sorted(lengths)

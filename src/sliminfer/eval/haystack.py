@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
-from ..bench.prompts import corpus_paragraphs
+from ..corpus import corpus_paragraphs
 from ..errors import UserError
 
 NOISE_SENTENCES = (
