@@ -75,7 +75,6 @@ class GenerationResult:
     config: dict[str, Any] | None
     kept_tokens_per_layer: list[int]
     kv_cache_bytes: int
-    extra: dict[str, Any] = field(default_factory=dict)
     kv: KVStats = field(default_factory=KVStats)
 
     def to_dict(self) -> dict[str, Any]:
