@@ -11,20 +11,26 @@ Variants per prompt length (128 new tokens, EOS ignored):
   hf          plain transformers `model.generate` (bench.methods.run_hf: its own TTFT forward,
               then generate; decode ms/token from generate's first-token time)
   slim        sliminfer slim prefill + CUDA-graph decode, KV all on the GPU
-  slim-eager  the same with eager decode (what the offload path runs: the comparison that
-              isolates the manager's cost)
+  slim-eager  the same with eager decode (what the offload path runs while it may still swap:
+              the comparison that isolates the manager's cost)
   offload     kv_offload=cpu at decode budgets 0.5 / 0.25 of each slim layer's retained blocks,
-              gamma 0.5 / 0.9 (noisy selection) and gamma 0 (stable)
-Then the largest context that fits: a line through the two longest measured peak memories of
-each variant (peak = a + b * tokens), solved for the card's memory, and, time allowing, one
-measured offload run at a longer prompt. Results go to --out as results.json and table.md after
-every run.
+              gamma 0 (stable: the first step's choice stays, no copies after the initial fill,
+              the best case; CUDA-graph decode from the second step on) and gamma 0.5 / 0.9
+              (noisy selection, eager decode)
+  offload+P   the same with offload_preserve_layers=true: the preserve layers' prompt KV goes to
+              CPU too (all but the score layer), budget 0.25 of all prompt blocks
+Then the largest context that fits, measured: each of slim and offload+P (stable) runs 16
+new tokens at the longest lengths of --long-lengths until one fits (an out-of-memory error
+moves on to the next, shorter one), plus a line through the two longest table runs of each
+variant (peak = a + b * tokens) solved for the card's memory. Results go to --out as
+results.json and table.md after every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import time
 from typing import Any
@@ -40,6 +46,8 @@ from sliminfer.report import markdown_table, write_json
 
 GIB = 2**30
 OFFLOAD = [(budget, gamma) for budget in (0.5, 0.25) for gamma in (0.0, 0.5, 0.9)]
+STABLE_PRESERVE = "offload+P b=0.25 g=0.0 (stable)"
+LONG_VARIANTS = ("slim", STABLE_PRESERVE)
 HEADERS = [
     "tokens", "variant", "decode ms/tok", "TTFT s", "peak GiB", "GPU prompt KV GiB", "% of full prompt KV",
     "CPU KV GiB", "swaps", "mean overlap", "MB copied/step", "MB/copy", "copy ms", "stall ms", "stall % decode",
@@ -53,6 +61,9 @@ def variants() -> list[tuple[str, list[str] | None]]:
     for budget, gamma in OFFLOAD:
         name = f"offload b={budget} g={gamma}" + (" (stable)" if gamma == 0 else "")
         out.append((name, ["kv_offload=cpu", f"decode_budget={budget}", f"gamma={gamma}"]))
+    preserve = ["kv_offload=cpu", "offload_preserve_layers=true", "decode_budget=0.25"]
+    out.append((STABLE_PRESERVE, [*preserve, "gamma=0.0"]))
+    out.append(("offload+P b=0.25 g=0.5", [*preserve, "gamma=0.5"]))
     return out
 
 
@@ -119,26 +130,56 @@ def save(out: str, data: dict[str, Any]) -> None:
         handle.write("".join(text))
 
 
+def largest_context(loaded, lengths: list[int], generator: torch.Generator) -> list[dict[str, Any]]:
+    """Per variant of `LONG_VARIANTS`, the longest of `lengths` (tried longest first) that runs."""
+    overrides = dict(variants())
+    outcomes = []
+    for name in LONG_VARIANTS:
+        for tokens in sorted(lengths, reverse=True):
+            prompt_ids = torch.randint(0, loaded.model.config.vocab_size, (tokens,), generator=generator).tolist()
+            try:
+                row = run_one(loaded, prompt_ids, 16, overrides[name])
+                outcome = f"ran: peak {row['peak_bytes'] / GIB:.1f} GiB, TTFT {row['ttft_s']:.1f} s"
+            except torch.OutOfMemoryError:
+                row, outcome = None, "out of memory"
+            gc.collect()
+            torch.cuda.empty_cache()
+            outcomes.append(dict(tokens=tokens, variant=name, outcome=outcome))
+            print(f"{tokens:>7} {name:<32} {outcome}", flush=True)
+            if row is not None:
+                break
+    return outcomes
+
+
+def parse_lengths(text: str) -> list[int]:
+    return [int(n) for n in text.split(",") if n]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--tiny", action="store_true", help="4-layer model on CPU with short prompts (a smoke run)")
-    parser.add_argument("--lengths", help="comma-separated prompt lengths (default 131072,65536,32768; tiny 3072,1536)")
+    parser.add_argument(
+        "--lengths", help="comma-separated prompt lengths (default 131072,65536,32768; tiny 3072,1536; '' none)"
+    )
+    parser.add_argument(
+        "--long-lengths", default="262144,393216,524288", help="largest-context candidates, CUDA only ('' none)"
+    )
     parser.add_argument("--budget-s", type=float, default=470.0, help="stop starting new runs after this")
     args = parser.parse_args()
     started = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
     arch, lengths, new_tokens = ("tiny-llama", [3072, 1536], 8) if args.tiny else ("llama-3.1-8b", [131072, 65536, 32768], 128)
-    lengths = [int(n) for n in args.lengths.split(",")] if args.lengths else lengths
+    lengths = parse_lengths(args.lengths) if args.lengths is not None else lengths
     loaded = build_random_model(arch, device="cpu" if args.tiny else "auto", dtype="float32" if args.tiny else "bfloat16")
-    loaded = dataclasses.replace(loaded, max_context=1 << 20)  # speed-only: RoPE computes any position
+    loaded = dataclasses.replace(loaded, max_context=1 << 21)  # speed-only: RoPE computes any position
     data: dict[str, Any] = dict(
         model=loaded.name, env=environment(loaded.device), command="PYTHONPATH=src python3 benchmarks/offload_gpu.py "
         + ("--tiny " if args.tiny else "") + "--out OUT", rows=[], capacity=[], long_runs=[],
     )
     generator = torch.Generator().manual_seed(0)
     vocab = loaded.model.config.vocab_size
-    warm = torch.randint(0, vocab, (min(lengths) // 2,), generator=generator).tolist()
+    warm = torch.randint(0, vocab, (min(lengths, default=16384) // 2,), generator=generator).tolist()
     for _, overrides in variants()[:4]:  # allocator, cuDNN plans, CUDA graphs, pinned pool
         run_one(loaded, warm, 8, overrides)
     for tokens in lengths:
@@ -148,22 +189,15 @@ def main() -> None:
                 break
             row = run_one(loaded, prompt_ids, new_tokens, overrides)
             data["rows"].append(dict(tokens=tokens, variant=name, new_tokens=new_tokens, **row))
-            print(f"{tokens:>7} {name:<26} {row['decode_ms_per_token']:7.2f} ms/tok", flush=True)
+            print(f"{tokens:>7} {name:<32} {row['decode_ms_per_token']:7.2f} ms/tok", flush=True)
             save(args.out, data)
     if loaded.device.type == "cuda":
         data["capacity"] = capacity(data["rows"], torch.cuda.mem_get_info(loaded.device)[1])
         save(args.out, data)
-    stable = [row for row in data["capacity"] if row[0] == "offload b=0.25 g=0.0 (stable)"]
-    if stable and time.perf_counter() - started < args.budget_s - 120:
-        tokens = min(stable[0][3] * 9 // 10 // 1024 * 1024, 4 * lengths[-1])
-        prompt_ids = torch.randint(0, vocab, (tokens,), generator=generator).tolist()
-        try:
-            row = run_one(loaded, prompt_ids, 16, ["kv_offload=cpu", "decode_budget=0.25", "gamma=0"])
-            outcome = f"ran: peak {row['peak_bytes'] / GIB:.1f} GiB, {row['decode_ms_per_token']:.1f} ms/token (16 new tokens)"
-        except torch.OutOfMemoryError:
-            outcome = "out of memory"
-        data["long_runs"].append(dict(tokens=tokens, variant="offload b=0.25 g=0.0 (stable)", outcome=outcome))
-        save(args.out, data)
+        long_lengths = parse_lengths(args.long_lengths)
+        if long_lengths and time.perf_counter() - started < args.budget_s:
+            data["long_runs"] = largest_context(loaded, long_lengths, generator)
+            save(args.out, data)
     print(open(os.path.join(args.out, "table.md"), encoding="utf-8").read())
 
 

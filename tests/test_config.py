@@ -28,6 +28,8 @@ def test_defaults_are_valid_and_round_trip():
         ({"decode_budget": 0}, "decode_budget=0"),
         ({"decode_budget": 2.5}, "must be whole"),
         ({"kv_offload": "disk"}, "kv_offload='disk'"),
+        ({"offload_preserve_layers": True}, "offload_preserve_layers=true: needs kv_offload=cpu"),
+        ({"offload_preserve_layers": 1, "kv_offload": "cpu"}, "offload_preserve_layers=1: must be true or false"),
         ({"bogus": 1}, "unknown config key(s) ['bogus']"),
     ],
 )

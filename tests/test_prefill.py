@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -6,6 +7,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
+from sliminfer.models import model_parts
 from sliminfer.prefill import slim_prefill
 from sliminfer.scoring import block_scores, forced_blocks, select_blocks, window_unit_scores
 from tiny import TINY_SLIM, random_ids
@@ -123,3 +125,32 @@ def test_short_prompts_are_not_pruned(tiny_llama):
     config = TINY_SLIM.with_overrides(["min_prompt_tokens=101"])
     result, _ = run_prefill(tiny_llama, ids, config)
     assert not result.pruned and result.kept_tokens_per_layer == [100] * 4
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunked_mlp_layer_matches_the_stock_layer(tiny, chunk):
+    """`run_layer` split into parts with a token-chunked MLP gives the stock layer's output and cache."""
+    parts = model_parts(tiny.model)
+    ids = random_ids(150, seed=3)
+    positions = torch.arange(150)[None]
+    outputs, caches = [], []
+    for mlp_chunk in (0, chunk):
+        cache = SlimCache(parts.num_layers)
+        with torch.inference_mode(), use_sliminfer_attention(tiny.model):
+            hidden, rope = parts.embed(ids, positions)
+            for index in range(parts.num_layers):
+                hidden = parts.run_layer(index, hidden, positions, rope, cache, mlp_chunk)
+        outputs.append(hidden)
+        caches.append(cache)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-6, atol=1e-6)
+    for stock, chunked in zip(caches[0].layers, caches[1].layers, strict=True):
+        torch.testing.assert_close(chunked.keys, stock.keys, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [200, 333])
+def test_chunked_slim_prefill_keeps_the_same_tokens_and_logits(tiny, n):
+    ids = random_ids(n, seed=n)
+    whole, _ = run_prefill(tiny, ids, TINY_SLIM)
+    chunked, _ = run_prefill(tiny, ids, dataclasses.replace(TINY_SLIM, prefill_chunk_tokens=32))
+    assert all(torch.equal(a, b) for a, b in zip(whole.kept_positions, chunked.kept_positions, strict=True))
+    torch.testing.assert_close(chunked.logits, whole.logits, rtol=1e-5, atol=1e-5)

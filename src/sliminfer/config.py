@@ -35,8 +35,10 @@ class SlimConfig:
             >= `preserve_layers`, fractions in (0, 1] non-increasing: progressive pruning.
         window: the last prompt tokens, always kept, whose queries score the units.
         sink_tokens: the first prompt tokens, always kept (attention sinks).
-        unit_pooling: `key_mean` scores one representative (mean) key per unit (the paper);
-            `score_max` / `score_mean` pool per-token attention probabilities over the unit.
+        unit_pooling: `score_max` (default) pools per-token attention probabilities over the
+            unit by their max, `score_mean` by their mean; `key_mean` scores one representative
+            (mean) key per unit (the paper), which kept fewer answers on the embedded model
+            (EVAL.md) at the same speed.
         block_scoring: a block's score from its units' scores: `max` (the paper) or `mean`.
         min_prompt_tokens: prompts shorter than this run unpruned (pruning buys nothing there).
         decode_budget: prompt blocks each slim layer attends to per decode step; <= 1 is a
@@ -50,6 +52,13 @@ class SlimConfig:
         kv_offload: `cpu` keeps the retained prompt KV of slim layers in pinned CPU memory and
             only the active blocks on the accelerator; `none` keeps everything on it. Like
             `decode_budget`, it applies only to pruned prompts (>= `min_prompt_tokens`).
+        offload_preserve_layers: with `kv_offload="cpu"`, also move the preserve layers' prompt
+            KV to CPU memory (all but the score layer before the first cut, whose keys decode
+            selection reads); they then attend to `decode_budget` x all prompt blocks per step,
+            chosen by that score layer one step earlier (the first set by prefill's window).
+        prefill_chunk_tokens: prefill runs each layer's MLP, whose activations are the largest
+            (3 x intermediate size per token), on at most this many tokens at a time, which
+            bounds peak memory on long prompts at no cost in speed; 0 = all tokens at once.
     """
 
     preserve_layers: int = 8
@@ -58,13 +67,15 @@ class SlimConfig:
     keep_schedule: Schedule = ((8, 0.25),)
     window: int = 32
     sink_tokens: int = 4
-    unit_pooling: str = "key_mean"
+    unit_pooling: str = "score_max"
     block_scoring: str = "max"
     min_prompt_tokens: int = 1024
     decode_budget: float = 1.0
     gamma: float = 0.0
     kv_offload: str = "none"
     cuda_graph_decode: bool = True
+    offload_preserve_layers: bool = False
+    prefill_chunk_tokens: int = 16384
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_schedule", _as_schedule(self.keep_schedule))
@@ -87,8 +98,11 @@ class SlimConfig:
             raise ConfigError(f"decode_budget={budget!r}: must be a fraction in (0, 1] or a block count > 1")
         if budget > 1 and not float(budget).is_integer():
             raise ConfigError(f"decode_budget={budget!r}: values above 1 are block counts and must be whole")
-        if not isinstance(self.cuda_graph_decode, bool):
-            raise ConfigError(f"cuda_graph_decode={self.cuda_graph_decode!r}: must be true or false")
+        _check_bool("cuda_graph_decode", self.cuda_graph_decode)
+        _check_bool("offload_preserve_layers", self.offload_preserve_layers)
+        if self.offload_preserve_layers and self.kv_offload != "cpu":
+            raise ConfigError("offload_preserve_layers=true: needs kv_offload=cpu")
+        _check_int("prefill_chunk_tokens", self.prefill_chunk_tokens, 0)
         if not isinstance(self.gamma, (int, float)) or not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma!r}: must be in [0, 1]")
 
@@ -203,6 +217,11 @@ def _as_schedule(value: Any) -> Schedule:
 def _check_int(key: str, value: Any, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{key}={value!r}: must be an integer >= {minimum}")
+
+
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: must be true or false")
 
 
 def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -159,7 +159,7 @@ def _run(
     if manager is not None:
         manager.attach(cache.layers, prefill.kept_positions)
     # With gamma=0 the manager fills the resident sets at the first step and never swaps, so
-    # from the second step on every step has the same shape and can be a CUDA graph too.
+    # from then on (`manager.is_static()`) every step has the same shape and can be a CUDA graph.
     use_graph = device.type == "cuda" and config.cuda_graph_decode and (manager is None or config.gamma == 0.0)
     decoder = None
     ttft_s = finish_reason = None
@@ -184,7 +184,7 @@ def _run(
         else:
             position = len(prompt_ids) + len(new_ids) - 1
             steps_left = budget - len(new_ids)
-            if decoder is None and use_graph and steps_left > WARMUP_STEPS and (manager is None or len(new_ids) > 1):
+            if decoder is None and use_graph and steps_left > WARMUP_STEPS and (manager is None or manager.is_static()):
                 decoder = GraphedDecoder(parts, cache, position)
             if decoder is not None:
                 logits = decoder.step(token.view(1, 1))

@@ -11,12 +11,13 @@ class KVStats:
     """KV memory and offload traffic of one generation; the offload fields stay 0 without a manager.
 
     Attributes:
-        gpu_prompt_kv_bytes: prompt K/V held on the compute device at the end (preserve and
-            score layers in full, managed slim layers only their resident blocks).
+        gpu_prompt_kv_bytes: prompt K/V held on the compute device at the end (score layers
+            and unmanaged preserve layers in full, managed layers only their resident blocks).
         gpu_generated_kv_bytes: K/V of the generated tokens (always on the device).
         full_prompt_kv_bytes: what the prompt K/V of an unpruned model takes (every layer, every token).
         cpu_kv_bytes: host memory held for the offloaded prompt K/V (store and pinned staging).
-        managed_layers: slim layers attending to a per-step active set of blocks.
+        managed_layers: layers attending to a per-step active set of blocks (slim layers but
+            the score layers, plus the preserve layers with `offload_preserve_layers`).
         decode_steps: decode steps run with the manager.
         swaps: layer-steps where overlap < gamma triggered a swap.
         swap_decisions: layer-steps where the swap rule was evaluated (after the initial fill).

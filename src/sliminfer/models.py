@@ -4,6 +4,8 @@ Llama (incl. Llama-3.x and SmolLM2), Qwen2/Qwen2.5 and Mistral share one decoder
 attention contract in transformers 5.x: `model.model.{embed_tokens, layers, norm,
 rotary_emb}` and `model.lm_head`, layers called as
 `layer(hidden, position_ids=, past_key_values=, position_embeddings=(cos, sin), **kwargs)`.
+Their decoder layers are also built alike (pre-norm attention, then pre-norm MLP, each added
+to the residual stream), which `run_layer` relies on when it splits the MLP into token chunks.
 """
 
 from __future__ import annotations
@@ -47,20 +49,42 @@ class ModelParts:
         positions: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         cache: Cache,
+        mlp_chunk_tokens: int = 0,
         **attention_kwargs,
     ) -> torch.Tensor:
         """Run decoder layer `index` on `[batch, n, hidden]` tokens at their original `positions`.
 
         `attention_kwargs` (our `slim=ForwardState`) reach the registered attention function.
+        With `0 < mlp_chunk_tokens < n` the layer runs as its parts, the MLP on at most
+        `mlp_chunk_tokens` tokens at a time, added in place to the residual stream: the MLP's
+        activations (`[batch, n, intermediate]` three times over, ~10 GiB at 128k tokens on an
+        8B model) are the peak of a long prefill, and the MLP is per token, so chunking it
+        changes no result (`test_chunked_mlp_layer_matches_the_stock_layer`).
         """
-        return self.layers[index](
-            hidden,
+        layer = self.layers[index]
+        if not 0 < mlp_chunk_tokens < hidden.shape[1]:
+            return layer(
+                hidden,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                position_embeddings=rope,
+                **attention_kwargs,
+            )
+        attended, _ = layer.self_attn(
+            hidden_states=layer.input_layernorm(hidden),
+            attention_mask=None,
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
             position_embeddings=rope,
             **attention_kwargs,
         )
+        residual = attended.add_(hidden)
+        for start in range(0, residual.shape[1], mlp_chunk_tokens):
+            chunk = residual[:, start : start + mlp_chunk_tokens]
+            chunk += layer.mlp(layer.post_attention_layernorm(chunk))
+        return residual
 
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits `[batch, vocab]` of the last position of `[batch, n, hidden]`."""

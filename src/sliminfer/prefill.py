@@ -75,13 +75,14 @@ def slim_prefill(
     )
     positions = torch.arange(prompt_tokens, device=input_ids.device).expand(batch, prompt_tokens)
     hidden, (cos, sin) = parts.embed(input_ids, positions)
+    mlp_chunk = config.prefill_chunk_tokens if config else 0
     kept_positions = []
     for index in range(parts.num_layers):
         if index in cuts:
             scores = state.unit_scores.pop(index - 1)
             keep = tokens_to_keep(scores, cuts[index], prompt_tokens, hidden.shape[1], config)
             hidden, positions, cos, sin = (gather_tokens(t, keep) for t in (hidden, positions, cos, sin))
-        hidden = parts.run_layer(index, hidden, positions, (cos, sin), cache, slim=state)
+        hidden = parts.run_layer(index, hidden, positions, (cos, sin), cache, mlp_chunk, slim=state)
         kept_positions.append(positions)
     cache.end_prefill(prompt_tokens)
     return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=bool(cuts))

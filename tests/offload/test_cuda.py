@@ -65,3 +65,18 @@ def test_cuda_swaps_record_copy_and_stall_time(tiny_llama):
     kv = result.kv
     assert kv.swaps > 0 and kv.copied_bytes > 0 and kv.copy_ms > 0 and kv.stall_ms >= 0
     assert kv.gpu_prompt_kv_bytes < kv.full_prompt_kv_bytes and kv.cpu_kv_bytes > 0
+
+
+def test_cuda_offloaded_preserve_layers_decode_with_graphs(tiny_llama):
+    """gamma=0 and every block resident: the graph decoder takes over after the first step
+    (nothing queued for the lagged layers) and decodes as without offloading the preserve layers."""
+    loaded = on_cuda(tiny_llama)
+    ids = torch.randint(0, 256, (203,), generator=torch.Generator().manual_seed(3)).tolist()
+    sampling = SamplingParams(max_new_tokens=8, ignore_eos=True)
+    config = loaded.default_config.with_overrides(
+        ["preserve_layers=3", "keep_schedule=3:0.5", "kv_offload=cpu", "decode_budget=1000", "gamma=0"]
+    )
+    kept = generate(loaded, ids, config=config, sampling=sampling)
+    lagged = generate(loaded, ids, config=config.with_overrides(["offload_preserve_layers=true"]), sampling=sampling)
+    assert lagged.token_ids == kept.token_ids
+    assert lagged.kv.managed_layers == 3 and lagged.kv.cpu_kv_bytes > kept.kv.cpu_kv_bytes

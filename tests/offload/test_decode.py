@@ -30,10 +30,18 @@ def prefill_with_manager(loaded, config, ids):
     return caches, prefills[0].logits, manager
 
 
+# One cut at layer 3 with the preserve layers offloaded: layers 0 and 1 managed (lagged), 2 scores.
+OFFLOAD_PRESERVE = ("preserve_layers=3", "keep_schedule=3:0.5", "kv_offload=cpu", "offload_preserve_layers=true")
+
+
 @torch.inference_mode()
-@pytest.mark.parametrize("offload", ["none", "cpu"])
-def test_full_budget_with_gamma_0_equals_decoding_without_manager(tiny, offload):
-    config = tiny.default_config.with_overrides([f"kv_offload={offload}", "decode_budget=1.0", "gamma=0"])
+@pytest.mark.parametrize(
+    ("overrides", "managed_layers"),
+    [(("kv_offload=none",), 2), (("kv_offload=cpu",), 2), (OFFLOAD_PRESERVE, 3)],
+    ids=["none", "cpu", "cpu-preserve"],
+)
+def test_full_budget_with_gamma_0_equals_decoding_without_manager(tiny, overrides, managed_layers):
+    config = tiny.default_config.with_overrides([*overrides, "decode_budget=1.0", "gamma=0"])
     (plain, managed), logits, manager = prefill_with_manager(tiny, config, prompt())
     parts = model_parts(tiny.model)
     token = logits.argmax(-1, keepdim=True)
@@ -44,7 +52,7 @@ def test_full_budget_with_gamma_0_equals_decoding_without_manager(tiny, offload)
             assert torch.equal(got, want)
             token = want.argmax(-1, keepdim=True)
     stats = manager.finish()
-    assert stats.managed_layers == 2 and stats.initial_fill_bytes > 0 and stats.swaps == 0
+    assert stats.managed_layers == managed_layers and stats.initial_fill_bytes > 0 and stats.swaps == 0
 
 
 def test_generate_with_cpu_offload_and_full_budget_matches_plain_slim(tiny_llama):
@@ -135,13 +143,14 @@ def test_bad_offload_settings_raise_config_errors(tiny_llama, override, message)
 
 
 @torch.inference_mode()
-def test_fixed_shape_decoder_continues_a_frozen_resident_set_exactly(tiny_llama):
+@pytest.mark.parametrize("overrides", [("kv_offload=cpu",), OFFLOAD_PRESERVE], ids=["cpu", "cpu-preserve"])
+def test_fixed_shape_decoder_continues_a_frozen_resident_set_exactly(tiny_llama, overrides):
     """With gamma=0 the resident set never changes after the first (filling) step, so the
     CUDA-graph decoder may take over from step 2; its fixed-shape step (run eagerly here) must
     give the manager path's logits."""
     from sliminfer.decode_graph import GraphedDecoder
 
-    config = tiny_llama.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", "gamma=0"])
+    config = tiny_llama.default_config.with_overrides([*overrides, "decode_budget=0.5", "gamma=0"])
     ids = prompt(seed=6)
     caches = [prefill_with_manager(tiny_llama, config, ids) for _ in range(2)]
     parts = model_parts(tiny_llama.model)
@@ -149,8 +158,10 @@ def test_fixed_shape_decoder_continues_a_frozen_resident_set_exactly(tiny_llama)
     with use_sliminfer_attention(tiny_llama.model):
         (_, eager_cache), _, eager_manager = caches[0]
         (_, fixed_cache), _, fixed_manager = caches[1]
+        assert not fixed_manager.is_static()  # free slots wait for the first step's fill
         first = decode_step(parts, token, N, eager_cache, eager_manager)
         assert torch.equal(decode_step(parts, token, N, fixed_cache, fixed_manager), first)
+        assert fixed_manager.is_static()
         fixed = GraphedDecoder(parts, fixed_cache, N + 1, use_graph=False)
         token = first.argmax(-1, keepdim=True)
         for step in range(1, STEPS - 1):

@@ -1,4 +1,4 @@
-"""`OffloadManager`: per managed slim layer, a resident set of prompt blocks and Algorithm 1.
+"""`OffloadManager`: per managed layer, a resident set of prompt blocks and Algorithm 1.
 
 The manager knows layers by index, blocks by id and K/V buffers; it imports no model code.
 
@@ -11,25 +11,37 @@ prefix of the buffers with the ordinary decode attention: no gather, no mask (on
 every stored key, and keys are RoPE'd at their original positions, so slot order does not
 matter).
 
+Managed layers are the slim layers minus the score layers, plus with `offload_preserve_layers`
+the lagged group: the layers before the first cut's score layer, which hold all prompt blocks
+in the store and start with a full resident set (see `selection.py`).
+
 Per decode step, per group (see `selection.py`): after the score layer ran, its unit scores
-give the active set A (one small device-to-host read of the block ids per score layer: the set
+give the active set A (one small device-to-host read of the block ids per group: the set
 arithmetic runs on the host). For each managed layer with resident set R (Algorithm 1):
-- the first step fills the free slots with A \\ R (the initial fill, always done);
+- the first step fills the free slots with A \\ R (the initial fill, always done; the lagged
+  group has no free slots);
 - afterwards, if overlap(A, R) = |A & R| / |A| < gamma, the blocks A \\ R are copied over the
   stale blocks R \\ A (prompt KV is immutable: nothing is written back) and R becomes A;
 - otherwise nothing moves and the layer attends to R. That is the approximation gamma buys:
   the layer reads the |A & R| >= gamma * |A| wanted blocks that are resident, plus |R \\ A|
   blocks the current query ranks below the top, instead of the missing |A \\ R| ones. Forced
   blocks and all generated tokens are always read. gamma = 1 always reads exactly A; gamma = 0
-  keeps the first step's choice for the whole generation.
+  keeps the first step's choice for the whole generation (for the lagged group, prefill's).
+A lagged layer already ran when its group's A is known, so its copy is for the next step: it
+reads at step t + 1 what the score layer chose at step t, gated by gamma in the same way.
 
 Double buffering. Copies run on the engine's side stream. The copy for managed layer i + 1 is
 submitted right after layer i has been launched, so issuing it and the transfer itself overlap
 layer i's compute, and compute waits on the copy's event only when layer i + 1 updates its
-cache (after its QKV projection), never on the host. Stall time is measured on the device:
-two timing events recorded on the compute stream around each `wait_event` (see `transfer.py`).
+cache (after its QKV projection), never on the host. A lagged layer's copy waits in the same
+queue until the next step launched the layer before it (layer 0's is submitted after the last
+layer, so it overlaps the logits and sampling): the side stream, which runs jobs in order,
+moves blocks in the order compute needs them, and a lagged copy never delays a copy needed
+sooner. Stall time is measured on the device: two timing events recorded on the compute stream
+around each `wait_event` (see `transfer.py`).
 
-Decoding with a manager is eager (no CUDA graph): the step changes with each selection.
+Decoding with a manager is eager while the step can change: once `is_static()` (gamma = 0,
+every slot filled, nothing queued or in flight) the CUDA-graph decoder may take over.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ import torch
 from ..config import SlimConfig
 from ..errors import UserError
 from ..metrics import KVStats
+from ..scoring import kept_token_indices
 from ..state import ForwardState
 from .policy import overlap, should_swap
 from .selection import DecodePlan, SelectionGroup, expected_block_counts
@@ -78,7 +91,7 @@ def uses_manager(config: SlimConfig) -> bool:
 
 
 class OffloadManager:
-    """Resident sets, Algorithm 1 and stats for the managed slim layers of one generation.
+    """Resident sets, Algorithm 1 and stats for the managed layers of one generation.
 
     Use `prepare` before prefill (sizes, host memory check, allocation), `attach` after it, then
     per decode step `forward_state()` and `after_layer(i, state)` after each layer, and
@@ -105,6 +118,7 @@ class OffloadManager:
         self.store = PinnedBlockStore(retained, block_shape, dtype, store_device, pin=self.device.type == "cuda")
         self.engine = TransferEngine(self.device, store_device, staging, block_shape, dtype)
         self.plan: DecodePlan | None = None
+        self.num_layers = 0
         self.layers: dict[int, ManagedLayer] = {}
         self.slots: dict[int, list[int | None]] = {}
         self.queued: dict[int, _Job] = {}
@@ -140,6 +154,7 @@ class OffloadManager:
         if kept_positions[0].shape[0] != 1:
             raise UserError("decode_budget / kv_offload support batch size 1 only")
         self.plan = DecodePlan.from_prefill(kept_positions, self.config)
+        self.num_layers = len(cache_layers)
         for group in self.plan.groups:
             for index in group.layers:
                 layer = cache_layers[index]
@@ -148,22 +163,29 @@ class OffloadManager:
                 self._adopt_slot_buffers(index, layer, group)
 
     def _adopt_slot_buffers(self, index: int, layer: ManagedLayer, group: SelectionGroup) -> None:
-        """New buffers with the forced blocks in their fixed slots; the other slots wait for the fill."""
+        """New buffers holding the group's initial blocks in their slots (the others wait for the fill).
+
+        The copy is on the device (from the prefill buffers `[1, kv_heads, n, head_dim]`, which
+        are then dropped): two gathers per K and V whatever the number of blocks.
+        """
         block_size, n_slots = self.config.block_size, group.active_blocks
-        retained_tokens, keys, values = group.retained_tokens, layer.keys, layer.values
+        keys, values = layer.keys, layer.values
+        placed = sorted(initial_slots(group.initial.tolist(), group.forced, n_slots).items())
+        blocks, slots = (torch.tensor(ids, device=keys.device)[None] for ids in zip(*placed, strict=True))
+        missing = group.retained_blocks * block_size - group.retained_tokens
+        resident_tokens = n_slots * block_size - missing
+        source = kept_token_indices(blocks, block_size, group.retained_tokens)[0]
+        target = kept_token_indices(slots, block_size, resident_tokens)[0]
         capacity = n_slots * block_size + self.reserve_tokens
-        new_keys = keys.new_zeros(*keys.shape[:2], capacity, keys.shape[-1])
-        new_values = values.new_zeros(*values.shape[:2], capacity, values.shape[-1])
-        slots: list[int | None] = [None] * n_slots
-        for block, slot in forced_slots(group.forced, n_slots).items():
-            start, end = block * block_size, min((block + 1) * block_size, retained_tokens)
-            new_keys[:, :, slot * block_size : slot * block_size + end - start] = keys[:, :, start:end]
-            new_values[:, :, slot * block_size : slot * block_size + end - start] = values[:, :, start:end]
-            slots[slot] = block
-        missing = group.retained_blocks * block_size - retained_tokens
-        layer.adopt_buffers(new_keys, new_values, n_slots * block_size - missing)
+        buffers = [old.new_zeros(*old.shape[:2], capacity, old.shape[-1]) for old in (keys, values)]
+        for new, old in zip(buffers, (keys, values), strict=True):
+            new.index_copy_(2, target, old.index_select(2, source))
+        layer.adopt_buffers(*buffers, resident_tokens)
         layer.before_update = lambda: self._wait(index)
-        self.layers[index], self.slots[index] = layer, slots
+        slot_blocks: list[int | None] = [None] * n_slots
+        for block, slot in placed:
+            slot_blocks[slot] = block
+        self.layers[index], self.slots[index] = layer, slot_blocks
 
     def forward_state(self) -> ForwardState:
         """The `ForwardState` for one decode step (score layers record the token's unit scores)."""
@@ -171,17 +193,23 @@ class OffloadManager:
         return self.plan.forward_state()
 
     def after_layer(self, index: int, state: ForwardState) -> None:
-        """Call after layer `index` was run: choose at score layers, submit the next layer's copy."""
-        group = self.plan.group_of_score_layer(index)
-        if group is not None:
-            active = self.plan.choose(group, state.unit_scores.pop(index)).tolist()
-            for layer in group.layers:
-                job = self._decide(layer, active)
-                if job is not None:
-                    self.queued[layer] = job
-        job = self.queued.pop(index + 1, None)
+        """Call after layer `index` was run: choose at score layers, submit the next layer's copy.
+
+        The next layer after the last one is layer 0 of the next step (a lagged layer's copy).
+        """
+        groups = self.plan.groups_of_score_layer(index)
+        if groups:
+            unit_scores = state.unit_scores.pop(index)
+            for group in groups:
+                active = self.plan.choose(group, unit_scores).tolist()
+                for layer in group.layers:
+                    job = self._decide(layer, active)
+                    if job is not None:
+                        self.queued[layer] = job
+        following = (index + 1) % self.num_layers
+        job = self.queued.pop(following, None)
         if job is not None:
-            self._submit(index + 1, job)
+            self._submit(following, job)
 
     def _decide(self, layer: int, active: list[int]) -> _Job | None:
         """Algorithm 1 for one layer: the copy to make (None: keep computing on the resident set)."""
@@ -220,6 +248,15 @@ class OffloadManager:
         if ticket is not None:
             self.engine.wait(ticket)
 
+    def is_static(self) -> bool:
+        """Whether no slot can change any more, so a fixed-shape (CUDA-graph) step may take over.
+
+        True once gamma = 0 (never swap), every slot is filled, and no copy is queued or in
+        flight (the graph decoder does not call `before_update`, so it could not wait for one).
+        """
+        filled = all(None not in slots for slots in self.slots.values())
+        return self.config.gamma == 0.0 and filled and not self.queued and not self.pending
+
     def resident_blocks(self, layer: int) -> list[int | None]:
         """Slot -> local block id of `layer` (None: not filled yet)."""
         return list(self.slots[layer])
@@ -245,6 +282,19 @@ class OffloadManager:
         else:  # the store is a second copy of the retained prompt KV on the device
             stats.gpu_prompt_kv_bytes = self.store.nbytes
         return stats
+
+
+def initial_slots(initial: list[int], forced: torch.Tensor, n_slots: int) -> dict[int, int]:
+    """Slot of each block resident before the first step: forced blocks in their fixed slots,
+    the others in the remaining slots in ascending order, so a full set is stored ascending.
+
+    Args:
+        initial: at most `n_slots` block ids, ascending, including every forced one.
+        forced: `[n_blocks]` bool.
+    """
+    placed = forced_slots(forced, n_slots)
+    free = iter(slot for slot in range(n_slots) if slot not in placed.values())
+    return {**placed, **{block: next(free) for block in initial if block not in placed}}
 
 
 def forced_slots(forced: torch.Tensor, n_slots: int) -> dict[int, int]:

@@ -1,4 +1,4 @@
-"""Decode-time block selection: which retained prompt blocks each slim layer attends to per step.
+"""Decode-time block selection: which prompt blocks each managed layer attends to per step.
 
 Prefill leaves every layer from cut `c_g` up to the next cut holding the same retained blocks
 (whole blocks of `block_size` tokens in ascending order; only the prompt's last block may be
@@ -13,12 +13,23 @@ keys are what the selection needs, and with one cut (the presets) the score laye
 preserve layer anyway. Every other slim layer is *managed*: it attends to a resident set of
 exactly `active_blocks` blocks (see `manager.py`).
 
+With `offload_preserve_layers`, the layers before the first cut's score layer (`0 .. c1 - 2`,
+the *lagged* group) are managed too. They computed every prompt token, so their candidates are
+all prompt blocks and their active set is `decode_budget` x all blocks, chosen by the same score
+layer `c1 - 1` from the same unit scores. But that layer runs after them: the set it chooses at
+step t is what they read at step t + 1. That is the whole approximation ("one step late"): no
+predictor, the preserve layers read the blocks the previous token ranked highest, and gamma
+gates the swap exactly as for the other managed layers. Before the first step they hold the
+top `active_blocks` blocks by `lagged_prior`: the blocks prefill kept (scored by the window
+queries), then the recent ones; every slot is filled, so no step reads an empty slot.
+
 Block ids here are local: index i is the layer group's i-th retained block, which is also
-where the block sits in each of its layers' stored prompt KV.
+where the block sits in each of its layers' stored prompt KV (for the lagged group, block i).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -44,6 +55,10 @@ class SelectionGroup:
         forced: `[n_retained]` bool, blocks that are always active.
         active_blocks: blocks each managed layer attends to per step (>= forced count).
         retained_tokens: prompt tokens each layer of the group stores after prefill.
+        initial: `[n_initial]` int64 local block ids, ascending, resident before the first
+            step: the forced ones (the first step fills the other slots), or for the lagged
+            group a full set (its layers run before the first selection).
+        lagged: the group runs before its score layer, so a choice applies one step later.
     """
 
     score_layer: int
@@ -52,6 +67,8 @@ class SelectionGroup:
     forced: torch.Tensor
     active_blocks: int
     retained_tokens: int
+    initial: torch.Tensor
+    lagged: bool = False
 
     @property
     def retained_blocks(self) -> int:
@@ -70,24 +87,25 @@ class DecodePlan:
     @classmethod
     def from_prefill(cls, kept_positions: list[torch.Tensor], config: SlimConfig) -> DecodePlan:
         """Plan from `PrefillResult.kept_positions` (per layer `[1, n_layer]` original positions)."""
-        block = config.block_size
         groups, clamped = [], []
         for cut, layers in group_layers(config.cut_layers, len(kept_positions)):
-            score_ids = stored_block_ids(kept_positions[cut - 1], block)
-            group_ids = stored_block_ids(kept_positions[cut], block)
-            retained_tokens = int(kept_positions[cut].shape[-1])
-            forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
-            active, was_clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()))
+            group, was_clamped = _group(cut - 1, layers, kept_positions[cut - 1], kept_positions[cut], config)
+            groups.append(group)
             if was_clamped:
                 clamped.append(cut)
-            candidates = torch.searchsorted(score_ids, group_ids)
-            groups.append(SelectionGroup(cut - 1, layers, candidates, forced, active, retained_tokens))
         if clamped:
             logger.warning(
                 "decode_budget=%s exceeds the blocks retained after cut(s) %s: using all retained blocks",
                 config.decode_budget,
                 clamped,
             )
+        lagged = lagged_layers(config)
+        if lagged:
+            score_layer = config.cut_layers[0] - 1
+            group, _ = _group(score_layer, lagged, kept_positions[score_layer], kept_positions[0], config)
+            prior = lagged_prior(kept_positions, config)
+            initial = select_blocks(prior[None], group.active_blocks, group.forced)[0]
+            groups.append(dataclasses.replace(group, initial=initial, lagged=True))
         score_tokens = {cut - 1: int(kept_positions[cut - 1].shape[-1]) for cut in config.cut_layers}
         return cls(tuple(groups), score_tokens, config)
 
@@ -95,8 +113,9 @@ class DecodePlan:
     def managed_layers(self) -> list[int]:
         return [layer for group in self.groups for layer in group.layers]
 
-    def group_of_score_layer(self, layer: int) -> SelectionGroup | None:
-        return next((group for group in self.groups if group.score_layer == layer), None)
+    def groups_of_score_layer(self, layer: int) -> list[SelectionGroup]:
+        """The groups `layer` chooses for: none, its cut's group, and (first cut) the lagged group."""
+        return [group for group in self.groups if group.score_layer == layer]
 
     def forward_state(self) -> ForwardState:
         """The decode `ForwardState`: score layers record the one query's unit scores over their prompt keys."""
@@ -118,6 +137,52 @@ class DecodePlan:
         scores = block_scores(unit_scores, units_per_block, self.config.block_scoring)
         candidate_scores = scores[:, group.candidates]
         return select_blocks(candidate_scores, group.active_blocks, group.forced)[0]
+
+
+def _group(
+    score_layer: int,
+    layers: tuple[int, ...],
+    score_positions: torch.Tensor,
+    group_positions: torch.Tensor,
+    config: SlimConfig,
+) -> tuple[SelectionGroup, bool]:
+    """The group of `layers`, which store `group_positions` `[1, n]`, scored by `score_layer`.
+
+    Returns:
+        `(group, clamped)`; `clamped` says an absolute budget exceeded the retained blocks.
+        The group's initial set is its forced blocks.
+    """
+    block = config.block_size
+    group_ids = stored_block_ids(group_positions, block)
+    retained_tokens = int(group_positions.shape[-1])
+    forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
+    active, clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()))
+    candidates = torch.searchsorted(stored_block_ids(score_positions, block), group_ids)
+    initial = forced.nonzero().flatten()
+    return SelectionGroup(score_layer, layers, candidates, forced, active, retained_tokens, initial), clamped
+
+
+def lagged_layers(config: SlimConfig) -> tuple[int, ...]:
+    """The layers `offload_preserve_layers` manages: all before the first cut's score layer."""
+    if not config.offload_preserve_layers or not config.keep_schedule:
+        return ()
+    return tuple(range(config.cut_layers[0] - 1))
+
+
+def lagged_prior(kept_positions: list[torch.Tensor], config: SlimConfig) -> torch.Tensor:
+    """`[n_blocks]` float rank of every prompt block before any decode query has scored them.
+
+    Prefill does not return its scores, only what they kept, so the rank is the number of cuts
+    that kept the block (the top blocks by the window queries; deeper cuts keep the best of
+    them), ties broken towards later blocks (recency, the usual prior of decode attention).
+    When `active_blocks` equals the blocks the first cut kept (a budget equal to its keep
+    fraction, up to rounding), the top of this rank is exactly prefill's choice.
+    """
+    block = config.block_size
+    n_blocks = math.ceil(kept_positions[0].shape[-1] / block)
+    ids = torch.arange(n_blocks)
+    kept_by_cut = [torch.isin(ids, stored_block_ids(kept_positions[cut], block).cpu()) for cut in config.cut_layers]
+    return torch.stack(kept_by_cut).sum(0) + ids / n_blocks
 
 
 def group_layers(cut_layers: tuple[int, ...], num_layers: int) -> list[tuple[int, tuple[int, ...]]]:
@@ -156,17 +221,23 @@ def expected_block_counts(config: SlimConfig, prompt_tokens: int, num_layers: in
     """Managed layer -> `(retained, active)` blocks for a prompt of `prompt_tokens` tokens.
 
     Prefill's counts depend only on the schedule, never on the scores, so the store can be
-    sized (and host memory checked) before any work starts.
+    sized (and host memory checked) before any work starts. Lagged layers retain every block.
     """
     block = config.block_size
     missing = math.ceil(prompt_tokens / block) * block - prompt_tokens
-    current_tokens, counts = prompt_tokens, {}
+    counts = {layer: block_counts(config, prompt_tokens) for layer in lagged_layers(config)}
+    current_tokens = prompt_tokens
     groups = dict(group_layers(config.cut_layers, num_layers))
     for cut, keep in config.keep_schedule:
         forced = int(forced_blocks(current_tokens, block, config.sink_tokens, config.window).sum())
         retained = min(max(blocks_to_keep(keep, prompt_tokens, block), forced), math.ceil(current_tokens / block))
         current_tokens = retained * block - missing
-        forced = int(forced_blocks(current_tokens, block, config.sink_tokens, config.window).sum())
-        active, _ = active_block_count(config.decode_budget, retained, forced)
-        counts.update({layer: (retained, active) for layer in groups[cut]})
+        counts.update({layer: block_counts(config, current_tokens) for layer in groups[cut]})
     return counts
+
+
+def block_counts(config: SlimConfig, stored_tokens: int) -> tuple[int, int]:
+    """`(blocks, active blocks)` of a layer storing `stored_tokens` prompt tokens in whole blocks."""
+    n_blocks = math.ceil(stored_tokens / config.block_size)
+    forced = int(forced_blocks(stored_tokens, config.block_size, config.sink_tokens, config.window).sum())
+    return n_blocks, active_block_count(config.decode_budget, n_blocks, forced)[0]
