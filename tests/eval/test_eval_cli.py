@@ -25,6 +25,8 @@ def test_synthetic_run_writes_results_table_and_plot_then_resumes(tiny_model_dir
         "full,slim[keep_schedule=1:0.1]",
         "--set",
         "min_prompt_tokens=0",
+        "--set",
+        "min_keep_tokens=0",
     ]
     assert _eval(tiny_model_dir, tmp_path, *args) == 0
     out = capsys.readouterr().out

@@ -19,7 +19,7 @@ from sliminfer.prefill import slim_prefill
 # 32-token prompt, 8 blocks of 4 tokens, units of 2; cut at layer 1 keeps blocks 0, 2, 5, 7.
 HAND = SlimConfig(
     preserve_layers=1, block_size=4, unit_size=2, keep_schedule=((1, 0.5),), window=2, sink_tokens=1,
-    min_prompt_tokens=0, decode_budget=0.75,
+    min_prompt_tokens=0, min_keep_tokens=0, decode_budget=0.75,
 )
 KEPT_BLOCKS = [0, 2, 5, 7]
 
@@ -80,8 +80,9 @@ def test_stored_block_ids_read_whole_blocks():
 
 
 @pytest.mark.parametrize("n", [200, 203, 333])
-def test_expected_block_counts_match_prefill(tiny_llama, n):
-    config = tiny_llama.default_config.with_overrides(["decode_budget=0.5"])
+@pytest.mark.parametrize("min_keep", [0, 96])
+def test_expected_block_counts_match_prefill(tiny_llama, n, min_keep):
+    config = tiny_llama.default_config.with_overrides(["decode_budget=0.5", f"min_keep_tokens={min_keep}"])
     cache = SlimCache(4)
     ids = torch.randint(0, 256, (1, n), generator=torch.Generator().manual_seed(n))
     with torch.inference_mode(), use_sliminfer_attention(tiny_llama.model):

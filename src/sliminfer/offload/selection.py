@@ -230,7 +230,7 @@ def expected_block_counts(config: SlimConfig, prompt_tokens: int, num_layers: in
     groups = dict(group_layers(config.cut_layers, num_layers))
     for cut, keep in config.keep_schedule:
         forced = int(forced_blocks(current_tokens, block, config.sink_tokens, config.window).sum())
-        retained = min(max(blocks_to_keep(keep, prompt_tokens, block), forced), math.ceil(current_tokens / block))
+        retained = min(max(blocks_to_keep(keep, prompt_tokens, block, config.min_keep_tokens), forced), math.ceil(current_tokens / block))
         current_tokens = retained * block - missing
         counts.update({layer: block_counts(config, current_tokens) for layer in groups[cut]})
     return counts
