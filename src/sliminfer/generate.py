@@ -158,9 +158,9 @@ def _run(
     logits = prefill.logits
     if manager is not None:
         manager.attach(cache.layers, prefill.kept_positions)
-    # With gamma=0 the manager fills the resident sets at the first step and never swaps, so
-    # from then on (`manager.is_static()`) every step has the same shape and can be a CUDA graph.
-    use_graph = device.type == "cuda" and config.cuda_graph_decode and (manager is None or config.gamma == 0.0)
+    # Without a manager every step has the same shape; with one, once `manager.is_static()`
+    # (gamma=0, resident sets filled, no copy pending): from then on a step can be a CUDA graph.
+    use_graph = device.type == "cuda" and config.cuda_graph_decode
     decoder = None
     ttft_s = finish_reason = None
     new_ids: list[int] = []

@@ -10,6 +10,7 @@ import torch
 
 from sliminfer.eval.longbench import TokenCodec
 from sliminfer.eval.sample import Sample, render
+from tiny import TINY_SIZES
 
 WORD = re.compile(r"\w+|[^\w\s]")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,17 +59,8 @@ def save_tiny_model(folder: Path, max_positions: int = 4096) -> Path:
         "{% if add_generation_prompt %}<|assistant|>{% endif %}"
     )
     torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(vocab),
-        max_position_embeddings=max_positions,
-        bos_token_id=eos,
-        eos_token_id=eos,
-    )
+    sizes = {**TINY_SIZES, "vocab_size": len(vocab), "max_position_embeddings": max_positions}
+    config = LlamaConfig(**sizes, bos_token_id=eos, eos_token_id=eos)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
