@@ -27,7 +27,7 @@
 #          reused, and with it the de-quantized copy in $SLIMINFER_CACHE: no second conversion).
 #
 # Defaults: --device cuda --dtype float32 --suite synthetic --lengths 2k,4k,8k --samples 10
-# --methods "full,slim,slim[unit_pooling=score_max]". EVAL_ARGS come after them, so they win
+# --methods full,slim. EVAL_ARGS come after them, so they win
 # (argparse keeps the last value), e.g. `run /tmp/x --device cpu --lengths 2k --samples 1`.
 #
 # Results: OUT_DIR/results.json is rewritten after every answer, so a run killed at the command's
@@ -169,7 +169,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 from sliminfer.cli.main import main
 sys.exit(main(sys.argv[1:]))' eval \
         --model "$MODEL_DIR/$GGUF_NAME" --device cuda --dtype float32 --suite synthetic \
-        --lengths 2k,4k,8k --samples 10 --methods "full,slim,slim[unit_pooling=score_max]" \
+        --lengths 2k,4k,8k --samples 10 --methods full,slim \
         --out "$out_dir" "$@" || status=$?
     kill "$mirror" 2>/dev/null || true
     wait "$mirror" 2>/dev/null || true

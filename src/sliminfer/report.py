@@ -64,18 +64,21 @@ def line_plot(
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, (xs, ys) in series.items():
-        ax.plot(list(xs), list(ys), marker="o", label=name)
-    for name, (x, y) in (marked or {}).items():
-        ax.plot([x], [y], marker="*", markersize=16, linestyle="none", label=name)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    for index, (name, (xs, ys)) in enumerate(series.items()):
+        # 20 colours x 4 markers: every series stays distinguishable in a long sweep.
+        style = dict(color=colors[index % len(colors)], marker="osD^"[index // len(colors) % 4])
+        ax.plot(list(xs), list(ys), label=name, **style)
+    for index, (name, (x, y)) in enumerate((marked or {}).items()):
+        ax.plot([x], [y], marker="*P"[index % 2], markersize=16, color="black", alpha=0.6, linestyle="none", label=name)
     if logx:
         ax.set_xscale("log", base=2)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

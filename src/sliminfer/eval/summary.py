@@ -179,7 +179,10 @@ def _pareto_plot(
             points[label] = ([mean(costs)], [relative])
     if not points:
         return False
-    marked = {"default (slim)": (points["slim"][0][0], points["slim"][1][0])} if "slim" in points else None
+    marked = {"default (slim)": (points["slim"][0][0], points["slim"][1][0])} if "slim" in points else {}
+    full_costs = [r[field] for r in records if r["method"] == FULL]
+    if full_costs:
+        marked["full (reference)"] = (mean(full_costs), 1.0)
     title = "Accuracy vs cost (star: the default config)"
     return line_plot(path, points, title=title, xlabel=xlabel, ylabel="score relative to full", marked=marked)
 
