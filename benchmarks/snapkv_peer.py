@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -70,22 +69,12 @@ def row_key(row: Row) -> Key:
 def slim_kv_share(config: Any, num_layers: int, prompt_tokens: int) -> float:
     """Share of prompt KV that slim keeps: kept tokens summed over layers / (layers x prompt tokens).
 
-    Preserve layers keep every token; each cut keeps what `tokens_to_keep` returns, which depends
-    only on counts, so dummy unit scores give the exact number. Matches `prefill_fraction` in
-    results.json.
+    The counts follow from the config alone (`kept_token_counts`), so this equals the
+    `prefill_fraction` that results.json records for slim on the same prompt.
     """
-    import torch
+    from sliminfer.prefill import kept_token_counts
 
-    from sliminfer.prefill import prunes, tokens_to_keep
-
-    cuts = dict(config.keep_schedule) if prunes(config, prompt_tokens) else {}
-    current, kept = prompt_tokens, []
-    for layer in range(num_layers):
-        if layer in cuts:
-            units = torch.zeros(1, math.ceil(current / config.unit_size))
-            current = tokens_to_keep(units, cuts[layer], prompt_tokens, current, config).shape[1]
-        kept.append(current)
-    return sum(kept) / (len(kept) * prompt_tokens)
+    return sum(kept_token_counts(config, prompt_tokens, num_layers)) / (num_layers * prompt_tokens)
 
 
 def export(lengths: list[int], samples: int, overrides: list[str], out: str) -> None:

@@ -8,7 +8,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
 from sliminfer.models import model_parts
-from sliminfer.prefill import slim_prefill
+from sliminfer.prefill import kept_token_counts, slim_prefill
 from sliminfer.scoring import block_scores, forced_blocks, select_blocks, window_unit_scores
 from tiny import TINY_SLIM, random_ids
 
@@ -118,6 +118,25 @@ def test_first_cut_keeps_exactly_the_blocks_the_scores_imply(tiny_llama):
     expected = select_blocks(scores, n_keep, forced_blocks(n, config.block_size, config.sink_tokens, config.window))
     kept_blocks = sorted({p // config.block_size for p in result.kept_positions[1][0].tolist()})
     assert kept_blocks == expected[0].tolist()
+
+
+@pytest.mark.parametrize("n", [100, 200, 203, 333])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["min_keep_tokens=96"],
+        ["min_keep_tokens=400"],
+        ["keep_schedule=1:0.5,3:0.1", "window=40"],
+        ["min_prompt_tokens=201"],
+    ],
+)
+def test_kept_token_counts_predict_prefill(tiny_llama, n, overrides):
+    """The counts known before any work are those prefill computes, floors and clamps included."""
+    config = TINY_SLIM.with_overrides(overrides)
+    result, _ = run_prefill(tiny_llama, random_ids(n, seed=n), config)
+    assert kept_token_counts(config, n, 4) == result.kept_tokens_per_layer
+    assert kept_token_counts(None, n, 4) == [n] * 4
 
 
 def test_short_prompts_are_not_pruned(tiny_llama):

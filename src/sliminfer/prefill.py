@@ -9,6 +9,7 @@ sequence equals the original attention restricted to them, and pruned tokens nev
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,27 @@ class PrefillResult:
 def prunes(config: SlimConfig | None, prompt_tokens: int) -> bool:
     """Whether `config` prunes a prompt of `prompt_tokens` tokens (None means full)."""
     return config is not None and bool(config.keep_schedule) and prompt_tokens >= config.min_prompt_tokens
+
+
+def kept_token_counts(config: SlimConfig | None, prompt_tokens: int, num_layers: int) -> list[int]:
+    """Tokens each of `num_layers` layers computes (and keeps KV for) when `slim_prefill` runs a
+    prompt of `prompt_tokens` tokens with `config` (None: full).
+
+    The counts follow from the schedule alone, never from the scores: a cut keeps
+    `blocks_to_keep` blocks, at least the forced ones and at most those left, with the final
+    partial block counted once. So memory and budgets are known before any work starts.
+    """
+    cuts = dict(config.keep_schedule) if prunes(config, prompt_tokens) else {}
+    counts, current = [], prompt_tokens
+    for layer in range(num_layers):
+        if layer in cuts:
+            block = config.block_size
+            forced = int(forced_blocks(current, block, config.sink_tokens, config.window).sum())
+            wanted = blocks_to_keep(cuts[layer], prompt_tokens, block, config.min_keep_tokens)
+            kept_blocks = min(max(wanted, forced), math.ceil(current / block))
+            current = kept_blocks * block - (math.ceil(prompt_tokens / block) * block - prompt_tokens)
+        counts.append(current)
+    return counts
 
 
 def slim_prefill(

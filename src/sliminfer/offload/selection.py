@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import torch
 
 from ..config import SlimConfig
-from ..scoring import block_scores, blocks_to_keep, forced_blocks, select_blocks
+from ..prefill import kept_token_counts
+from ..scoring import block_scores, forced_blocks, select_blocks
 from ..state import ForwardState
 
 logger = logging.getLogger(__name__)
@@ -223,16 +224,10 @@ def expected_block_counts(config: SlimConfig, prompt_tokens: int, num_layers: in
     Prefill's counts depend only on the schedule, never on the scores, so the store can be
     sized (and host memory checked) before any work starts. Lagged layers retain every block.
     """
-    block = config.block_size
-    missing = math.ceil(prompt_tokens / block) * block - prompt_tokens
     counts = {layer: block_counts(config, prompt_tokens) for layer in lagged_layers(config)}
-    current_tokens = prompt_tokens
-    groups = dict(group_layers(config.cut_layers, num_layers))
-    for cut, keep in config.keep_schedule:
-        forced = int(forced_blocks(current_tokens, block, config.sink_tokens, config.window).sum())
-        retained = min(max(blocks_to_keep(keep, prompt_tokens, block, config.min_keep_tokens), forced), math.ceil(current_tokens / block))
-        current_tokens = retained * block - missing
-        counts.update({layer: block_counts(config, current_tokens) for layer in groups[cut]})
+    kept = kept_token_counts(config, prompt_tokens, num_layers)
+    for cut, layers in group_layers(config.cut_layers, num_layers):
+        counts.update({layer: block_counts(config, kept[cut]) for layer in layers})
     return counts
 
 
