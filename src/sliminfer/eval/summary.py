@@ -183,7 +183,7 @@ def _pareto_plot(
     full_costs = [r[field] for r in records if r["method"] == FULL]
     if full_costs:
         marked["full (reference)"] = (mean(full_costs), 1.0)
-    title = "Accuracy vs cost (star: the default config)"
+    title = "Accuracy vs cost (star: the default config, plus: full)"
     return line_plot(path, points, title=title, xlabel=xlabel, ylabel="score relative to full", marked=marked)
 
 
