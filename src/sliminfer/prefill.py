@@ -22,6 +22,7 @@ from .scoring import (
     block_scores,
     blocks_to_keep,
     forced_blocks,
+    kept_block_count,
     kept_token_indices,
     select_blocks,
 )
@@ -67,7 +68,7 @@ def kept_token_counts(config: SlimConfig | None, prompt_tokens: int, num_layers:
             block = config.block_size
             forced = int(forced_blocks(current, block, config.sink_tokens, config.window).sum())
             wanted = blocks_to_keep(cuts[layer], prompt_tokens, block, config.min_keep_tokens)
-            kept_blocks = min(max(wanted, forced), math.ceil(current / block))
+            kept_blocks = kept_block_count(wanted, forced, math.ceil(current / block))
             current = kept_blocks * block - (math.ceil(prompt_tokens / block) * block - prompt_tokens)
         counts.append(current)
     return counts

@@ -117,9 +117,14 @@ def select_blocks(scores: torch.Tensor, n_keep: int, forced: torch.Tensor) -> to
     Returns:
         `[batch, max(n_keep, forced.sum())]` int64 block indices, sorted.
     """
-    n_keep = min(max(n_keep, int(forced.sum())), scores.shape[-1])
+    n_keep = kept_block_count(n_keep, int(forced.sum()), scores.shape[-1])
     ranked = scores.float().masked_fill(forced.to(scores.device), float("inf"))
     return ranked.topk(n_keep, dim=-1).indices.sort(dim=-1).values
+
+
+def kept_block_count(n_keep: int, n_forced: int, n_blocks: int) -> int:
+    """Blocks `select_blocks` keeps: `n_keep` raised to the forced ones, at most the `n_blocks` there are."""
+    return min(max(n_keep, n_forced), n_blocks)
 
 
 def blocks_to_keep(keep_fraction: float, prompt_tokens: int, block_size: int, min_tokens: int = 0) -> int:
