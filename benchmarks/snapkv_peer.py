@@ -69,12 +69,12 @@ def row_key(row: Row) -> Key:
 def slim_kv_share(config: Any, num_layers: int, prompt_tokens: int) -> float:
     """Share of prompt KV that slim keeps: kept tokens summed over layers / (layers x prompt tokens).
 
-    The counts follow from the config alone (`kept_token_counts`), so this equals the
+    The counts follow from the config alone (`LayerPlan`), so this equals the
     `prefill_fraction` that results.json records for slim on the same prompt.
     """
-    from sliminfer.prefill import kept_token_counts
+    from sliminfer.schedule import LayerPlan
 
-    return sum(kept_token_counts(config, prompt_tokens, num_layers)) / (num_layers * prompt_tokens)
+    return LayerPlan.build(config, prompt_tokens, num_layers).prefill_fraction
 
 
 def export(lengths: list[int], samples: int, overrides: list[str], out: str) -> None:

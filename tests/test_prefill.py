@@ -8,8 +8,10 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
 from sliminfer.models import model_parts
-from sliminfer.prefill import kept_token_counts, slim_prefill
-from sliminfer.scoring import block_scores, forced_blocks, select_blocks, window_unit_scores
+from sliminfer.prefill import slim_prefill
+from sliminfer.schedule import LayerPlan
+from sliminfer.scoring import block_scores, forced_blocks, pool_units, select_blocks, window_unit_scores
+from sliminfer.state import ForwardState
 from tiny import TINY_SLIM, random_ids
 
 
@@ -131,12 +133,13 @@ def test_first_cut_keeps_exactly_the_blocks_the_scores_imply(tiny_llama):
         ["min_prompt_tokens=201"],
     ],
 )
-def test_kept_token_counts_predict_prefill(tiny_llama, n, overrides):
+def test_layer_plan_predicts_prefill(tiny_llama, n, overrides):
     """The counts known before any work are those prefill computes, floors and clamps included."""
     config = TINY_SLIM.with_overrides(overrides)
     result, _ = run_prefill(tiny_llama, random_ids(n, seed=n), config)
-    assert kept_token_counts(config, n, 4) == result.kept_tokens_per_layer
-    assert kept_token_counts(None, n, 4) == [n] * 4
+    assert list(LayerPlan.build(config, n, 4).kept_tokens) == result.kept_tokens_per_layer
+    assert LayerPlan.build(None, n, 4) == LayerPlan.full(n, 4)
+    assert LayerPlan.build(None, n, 4).kept_tokens == (n,) * 4
 
 
 def test_short_prompts_are_not_pruned(tiny_llama):
@@ -179,5 +182,49 @@ def test_every_cut_keeps_at_least_min_keep_tokens(tiny):
     n, block = 200, TINY_SLIM.block_size
     result, _ = run_prefill(tiny, random_ids(n, seed=5), dataclasses.replace(TINY_SLIM, min_keep_tokens=96))
     missing = math.ceil(n / block) * block - n
-    # cut 1 keeps 0.5 x 200 = 100 tokens (7 blocks, above the floor); cut 3 would keep 50 (4 blocks): 6 blocks instead
-    assert result.kept_tokens_per_layer == [n, 7 * block - missing, 7 * block - missing, 6 * block - missing]
+    # cut 1 keeps 0.5 x 200 = 100 tokens (7 blocks, above the floor); cut 3 would keep 50 (4 blocks).
+    # The floor counts the partial last block's missing tokens: 7 blocks, not the 6 that held only 88.
+    assert result.kept_tokens_per_layer == [n, 7 * block - missing, 7 * block - missing, 7 * block - missing]
+    assert min(result.kept_tokens_per_layer) >= 96
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("combine", ["max", "sum"])
+@pytest.mark.parametrize("heads", ["mean", "max", "topk"])
+def test_cut_scored_by_earlier_layers_keeps_what_their_combined_scores_imply(tiny_llama, combine, heads):
+    """A cut at layer 2 scored by layers 0 and 1: record both layers' window scores on the
+    unpruned model, combine them by hand, and check prefill kept exactly those blocks."""
+    n = 203
+    config = dataclasses.replace(
+        TINY_SLIM, preserve_layers=2, keep_schedule=((2, 0.25),), score_layers=((0, 1),),
+        score_combine=combine, head_aggregation=heads, unit_pool_kernel=3,
+    )
+    ids = random_ids(n, seed=11)
+    result, _ = run_prefill(tiny_llama, ids, config)
+    state = ForwardState.for_config(config, frozenset({0, 1}))
+    with use_sliminfer_attention(tiny_llama.model):
+        tiny_llama.model(ids, slim=state)
+    n_blocks = math.ceil(n / config.block_size)
+    per_layer = []
+    for layer in (0, 1):
+        units = pool_units(state.unit_scores[layer], 3)
+        scores = block_scores(units, config.block_size // config.unit_size, config.block_scoring)
+        per_layer.append(scores / scores.sum())
+    combined = torch.stack(per_layer).amax(0) if combine == "max" else torch.stack(per_layer).sum(0)
+    forced = forced_blocks(n, config.block_size, config.sink_tokens, config.window)
+    want = select_blocks(combined, math.ceil(0.25 * n / config.block_size), forced)[0]
+    kept = result.kept_positions[2][0]
+    assert (kept[:: config.block_size] // config.block_size).tolist() == want.tolist()
+    assert n_blocks > len(want)
+
+
+@pytest.mark.parametrize("mass", [0.2, 0.6, 0.95])
+def test_keep_mass_keeps_between_the_floor_and_the_schedule(tiny_llama, mass):
+    n = 333
+    config = dataclasses.replace(TINY_SLIM, keep_mass=mass, min_keep_tokens=40)
+    result, _ = run_prefill(tiny_llama, random_ids(n, seed=4), config)
+    caps = LayerPlan.build(config, n, 4).kept_tokens
+    assert all(40 <= kept <= cap for kept, cap in zip(result.kept_tokens_per_layer, caps, strict=True))
+    torch.testing.assert_close(
+        result.logits, reference_logits(tiny_llama.model, random_ids(n, seed=4), result.kept_positions), rtol=1e-4, atol=1e-4
+    )

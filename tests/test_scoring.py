@@ -4,11 +4,16 @@ import pytest
 import torch
 
 from sliminfer.scoring import (
+    aggregate_heads,
     block_scores,
     blocks_to_keep,
+    combine_layers,
     forced_blocks,
     kept_token_indices,
+    mass_block_count,
+    pool_units,
     select_blocks,
+    to_prompt_blocks,
     window_unit_scores,
 )
 
@@ -95,3 +100,35 @@ def test_kept_token_indices_trims_partial_last_block():
     kept = torch.tensor([[0, 2, 3]])
     indices = kept_token_indices(kept, block_size=4, n_tokens=14)
     assert indices.tolist() == [[0, 1, 2, 3, 8, 9, 10, 11, 12, 13]]
+
+
+def test_head_aggregation_mean_max_topk():
+    per_head = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.5, 0.3], [0.1, 0.9]]])
+    assert aggregate_heads(per_head, "mean")[0].tolist() == pytest.approx([0.4, 0.3])
+    assert aggregate_heads(per_head, "max")[0].tolist() == pytest.approx([1.0, 0.9])
+    assert aggregate_heads(per_head, "topk", 2)[0].tolist() == pytest.approx([0.75, 0.6])
+    assert aggregate_heads(per_head, "topk", 9)[0].tolist() == pytest.approx([0.4, 0.3])
+
+
+def test_pool_units_averages_neighbours_and_keeps_the_ends():
+    scores = torch.tensor([[0.0, 3.0, 0.0, 0.0]])
+    assert pool_units(scores, 1) is scores
+    assert pool_units(scores, 3)[0].tolist() == pytest.approx([1.5, 1.0, 1.0, 0.0])
+
+
+def test_to_prompt_blocks_normalizes_and_places_by_original_id():
+    out = to_prompt_blocks(torch.tensor([[1.0, 3.0]]), torch.tensor([[1, 4]]), 6)
+    assert out.tolist() == [[0.0, 0.25, 0.0, 0.0, 0.75, 0.0]]
+    layers = [out, to_prompt_blocks(torch.tensor([[2.0, 2.0]]), torch.tensor([[0, 1]]), 6)]
+    assert combine_layers(layers, "max").tolist() == [[0.5, 0.5, 0.0, 0.0, 0.75, 0.0]]
+    assert combine_layers(layers, "sum").tolist() == [[0.5, 0.75, 0.0, 0.0, 0.75, 0.0]]
+
+
+def test_mass_block_count_counts_unforced_mass_within_floor_and_cap():
+    scores = torch.tensor([[9.0, 0.5, 0.3, 0.1, 0.1, 9.0]])
+    forced = torch.tensor([True, False, False, False, False, True])
+    # Unforced mass 1.0: 0.5 reaches 50%, 0.5 + 0.3 reaches 80%.
+    assert mass_block_count(scores, forced, 0.5, floor=0, cap=6) == 2 + 1
+    assert mass_block_count(scores, forced, 0.8, floor=0, cap=6) == 2 + 2
+    assert mass_block_count(scores, forced, 0.99, floor=0, cap=5) == 5
+    assert mass_block_count(scores, forced, 0.1, floor=4, cap=6) == 4

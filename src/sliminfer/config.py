@@ -2,8 +2,11 @@
 
 Layers are counted from 0. A schedule entry `(layer, keep)` means: layer `layer` and all later
 layers run on at most `keep` x (prompt tokens), where the blocks to keep are scored from the
-attention of layer `layer - 1` (its last `window` queries against its keys). Layers before
-`preserve_layers` always see every token, so every cut layer is >= `preserve_layers`.
+attention of earlier layers (their last `window` queries against their keys): by default the
+layer just before the cut, or the layers `score_layers` names for it. Which layers score and
+where the prompt is cut are separate choices because models differ in which layers find what
+the question needs. Layers before `preserve_layers` always see every token, so every cut layer
+is >= `preserve_layers`. `schedule.LayerPlan` turns a config into per-layer decisions.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from .errors import ConfigError
 
 UNIT_POOLINGS = ("key_mean", "score_max", "score_mean")
 BLOCK_SCORINGS = ("max", "mean")
+HEAD_AGGREGATIONS = ("mean", "max", "topk")
+SCORE_COMBINES = ("max", "sum")
 KV_OFFLOADS = ("none", "cpu")
 
 Schedule = tuple[tuple[int, float], ...]
+ScoreLayers = tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,23 @@ class SlimConfig:
             (mean) key per unit (the paper), which kept fewer answers on the embedded model
             (EVAL.md) at the same speed.
         block_scoring: a block's score from its units' scores: `max` (the paper) or `mean`.
+        score_layers: per cut of `keep_schedule`, the layers whose window attention scores it,
+            e.g. `((3,), (9, 11))`; any layers before the cut (they already ran: no predictor).
+            Empty: each cut is scored by the layer just before it.
+        score_combine: how the scores of several score layers combine, each first normalized
+            to sum 1 over the blocks it saw: `max` (a block one layer finds survives) or `sum`.
+        head_aggregation: how the query heads' unit scores combine into one per unit (pruning
+            drops a token for every head at once): `mean`, `max`, or `topk` (mean of the
+            `head_topk` heads that score the unit highest).
+        head_topk: heads averaged per unit with `head_aggregation="topk"`.
+        unit_pool_kernel: odd width of an average pool over neighbouring units' scores before
+            blocks are scored (SnapKV-style smoothing, so a block next to a salient unit is
+            lifted too); 1 = off.
+        keep_mass: 0 = off. Otherwise a cut keeps the fewest blocks whose normalized scores
+            sum to at least this share of all its blocks' scores, but never more than the
+            schedule's keep fraction (the cap) nor fewer than `min_keep_tokens` (the floor).
+            Kept counts then depend on the prompt, so it cannot be combined with decode-time
+            selection or offload, whose buffers are sized from the schedule.
         min_prompt_tokens: prompts shorter than this run unpruned. Short prefills are cheap,
             and on the embedded model pruning ~2k-token prompts lost pass keys that full
             finds 5 times of 5, while from ~4k on it kept them (EVAL.md).
@@ -74,6 +97,12 @@ class SlimConfig:
     sink_tokens: int = 4
     unit_pooling: str = "score_max"
     block_scoring: str = "max"
+    score_layers: ScoreLayers = ()
+    score_combine: str = "max"
+    head_aggregation: str = "mean"
+    head_topk: int = 2
+    unit_pool_kernel: int = 1
+    keep_mass: float = 0.0
     min_prompt_tokens: int = 3072
     min_keep_tokens: int = 1024
     decode_budget: float = 1.0
@@ -85,6 +114,7 @@ class SlimConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_schedule", _as_schedule(self.keep_schedule))
+        object.__setattr__(self, "score_layers", _as_score_layers(self.score_layers))
         _check_int("preserve_layers", self.preserve_layers, 0)
         _check_int("block_size", self.block_size, 1)
         _check_int("unit_size", self.unit_size, 1)
@@ -100,6 +130,16 @@ class SlimConfig:
         _check_choice("block_scoring", self.block_scoring, BLOCK_SCORINGS)
         _check_choice("kv_offload", self.kv_offload, KV_OFFLOADS)
         _check_schedule(self.keep_schedule, self.preserve_layers)
+        _check_score_layers(self.score_layers, self.keep_schedule)
+        _check_choice("score_combine", self.score_combine, SCORE_COMBINES)
+        _check_choice("head_aggregation", self.head_aggregation, HEAD_AGGREGATIONS)
+        _check_int("head_topk", self.head_topk, 1)
+        _check_int("unit_pool_kernel", self.unit_pool_kernel, 1)
+        if self.unit_pool_kernel % 2 == 0:
+            raise ConfigError(f"unit_pool_kernel={self.unit_pool_kernel}: must be odd (centred on each unit)")
+        mass = self.keep_mass
+        if not isinstance(mass, (int, float)) or isinstance(mass, bool) or not 0.0 <= mass < 1.0:
+            raise ConfigError(f"keep_mass={mass!r}: must be in [0, 1) (0 = off)")
         budget = self.decode_budget
         if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0:
             raise ConfigError(f"decode_budget={budget!r}: must be a fraction in (0, 1] or a block count > 1")
@@ -112,6 +152,16 @@ class SlimConfig:
         _check_int("prefill_chunk_tokens", self.prefill_chunk_tokens, 0)
         if not isinstance(self.gamma, (int, float)) or not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma!r}: must be in [0, 1]")
+        if self.keep_mass and (self.kv_offload != "none" or self.decode_budget != 1.0):
+            raise ConfigError(
+                f"keep_mass={self.keep_mass}: adaptive keep needs kv_offload=none and decode_budget=1.0 "
+                "(their buffers are sized from the schedule)"
+            )
+
+    @property
+    def cut_score_layers(self) -> ScoreLayers:
+        """Per cut, the layers that score it (`score_layers`, or the layer before each cut)."""
+        return self.score_layers or tuple((layer - 1,) for layer, _ in self.keep_schedule)
 
     @property
     def cut_layers(self) -> tuple[int, ...]:
@@ -134,6 +184,7 @@ class SlimConfig:
         """A JSON-ready dict of every knob (schedule as a list of [layer, keep] pairs)."""
         out = {f.name: getattr(self, f.name) for f in public_fields()}
         out["keep_schedule"] = [[layer, keep] for layer, keep in self.keep_schedule]
+        out["score_layers"] = [list(layers) for layers in self.score_layers]
         return out
 
     @classmethod
@@ -151,7 +202,8 @@ class SlimConfig:
     def with_overrides(self, assignments: list[str]) -> SlimConfig:
         """Apply CLI-style `key=value` strings (values parsed as JSON, else kept as text).
 
-        `keep_schedule` also accepts `layer:keep,layer:keep`, e.g. `8:0.25,16:0.15`.
+        `keep_schedule` also accepts `layer:keep,layer:keep`, e.g. `8:0.25,16:0.15`, and
+        `score_layers` one entry per cut, layers joined by `+`, e.g. `3+5,11`.
         """
         updates: dict[str, Any] = {}
         for item in assignments:
@@ -179,6 +231,13 @@ def parse_value(key: str, text: str) -> Any:
             raise ConfigError(
                 f"keep_schedule={text!r}: expected layer:keep pairs, e.g. 8:0.25,16:0.15"
             ) from None
+    if key == "score_layers" and not text.startswith("["):
+        try:
+            return tuple(tuple(int(layer) for layer in cut.split("+")) for cut in text.split(",") if cut)
+        except ValueError:
+            raise ConfigError(
+                f"score_layers={text!r}: expected layers per cut joined by '+', cuts by ',', e.g. 3+5,11"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -186,7 +245,11 @@ def parse_value(key: str, text: str) -> Any:
 
 
 def load_config_file(path: str, base: SlimConfig | None = None) -> SlimConfig:
-    """Read a JSON config file (a subset of keys is fine) on top of `base`."""
+    """Read a JSON config file (a subset of keys is fine) on top of `base`.
+
+    A `sliminfer calibrate` preset holds the keys under "config" (beside its "calibration"
+    evidence); that form is read too.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -194,6 +257,8 @@ def load_config_file(path: str, base: SlimConfig | None = None) -> SlimConfig:
         raise ConfigError(f"config file {path!r} does not exist") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config file {path!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path!r}: expected a JSON object of config keys")
     return SlimConfig.from_dict(data, base=base)
@@ -219,6 +284,31 @@ def _as_schedule(value: Any) -> Schedule:
         raise ConfigError(
             f"keep_schedule={value!r}: must be a list of (layer, keep_fraction) pairs"
         ) from None
+
+
+def _as_score_layers(value: Any) -> ScoreLayers:
+    try:
+        return tuple(tuple(int(layer) for layer in cut) for cut in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"score_layers={value!r}: must be one list of layer numbers per keep_schedule cut, e.g. [[3], [9, 11]]"
+        ) from None
+
+
+def _check_score_layers(score_layers: ScoreLayers, schedule: Schedule) -> None:
+    if not score_layers:
+        return
+    if len(score_layers) != len(schedule):
+        raise ConfigError(
+            f"score_layers={[list(c) for c in score_layers]}: needs one entry per keep_schedule cut "
+            f"({len(schedule)})"
+        )
+    for layers, (cut, _) in zip(score_layers, schedule, strict=True):
+        if not layers or any(not 0 <= layer < cut for layer in layers) or len(set(layers)) != len(layers):
+            raise ConfigError(
+                f"score_layers {list(layers)} for the cut at layer {cut}: must be distinct layers in [0, {cut}) "
+                "(a cut is scored by layers that already ran)"
+            )
 
 
 def _check_int(key: str, value: Any, minimum: int) -> None:

@@ -25,8 +25,9 @@ from .loading import LoadedModel
 from .metrics import KVStats
 from .models import ModelParts, model_parts
 from .offload import OffloadManager, uses_manager
-from .prefill import prunes, slim_prefill
+from .prefill import slim_prefill
 from .sampling import sample_next_token
+from .schedule import prunes
 from .streaming import TextStream
 
 METHODS = ("slim", "full")

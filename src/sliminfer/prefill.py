@@ -1,10 +1,11 @@
 """The slim prefill: HF's own decoder layers in a plain loop, pruning hidden states between them.
 
-Preserve layers run on every prompt token. Before each cut layer `c` of the keep schedule, the
-attention of layer `c - 1` has recorded how much the last `window` queries attend to each token
-unit; we score blocks, keep the best, and gather the surviving hidden states, positions and
-RoPE cos/sin. Survivors stay in ascending order, so plain causal attention on the compacted
-sequence equals the original attention restricted to them, and pruned tokens never return.
+Preserve layers run on every prompt token. Each score layer of the plan records how much the
+last `window` queries attend to each token unit; its block scores are kept, normalized, in
+original-prompt block space. Before each cut layer we combine its score layers' scores, keep
+the best blocks, and gather the surviving hidden states, positions and RoPE cos/sin. Survivors
+stay in ascending order, so plain causal attention on the compacted sequence equals the
+original attention restricted to them, and pruned tokens never return.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from transformers import PreTrainedModel
 from .cache import SlimCache
 from .config import SlimConfig
 from .models import model_parts
+from .schedule import Cut, LayerPlan
 from .scoring import (
-    block_scores,
+    block_ids_of,
     blocks_to_keep,
+    combine_layers,
     forced_blocks,
-    kept_block_count,
     kept_token_indices,
+    mass_block_count,
+    rank_blocks,
     select_blocks,
+    to_prompt_blocks,
 )
 from .state import ForwardState
 
@@ -48,32 +53,6 @@ class PrefillResult:
         return [int(positions.shape[-1]) for positions in self.kept_positions]
 
 
-def prunes(config: SlimConfig | None, prompt_tokens: int) -> bool:
-    """Whether `config` prunes a prompt of `prompt_tokens` tokens (None means full)."""
-    return config is not None and bool(config.keep_schedule) and prompt_tokens >= config.min_prompt_tokens
-
-
-def kept_token_counts(config: SlimConfig | None, prompt_tokens: int, num_layers: int) -> list[int]:
-    """Tokens each of `num_layers` layers computes (and keeps KV for) when `slim_prefill` runs a
-    prompt of `prompt_tokens` tokens with `config` (None: full).
-
-    The counts follow from the schedule alone, never from the scores: a cut keeps
-    `blocks_to_keep` blocks, at least the forced ones and at most those left, with the final
-    partial block counted once. So memory and budgets are known before any work starts.
-    """
-    cuts = dict(config.keep_schedule) if prunes(config, prompt_tokens) else {}
-    counts, current = [], prompt_tokens
-    for layer in range(num_layers):
-        if layer in cuts:
-            block = config.block_size
-            forced = int(forced_blocks(current, block, config.sink_tokens, config.window).sum())
-            wanted = blocks_to_keep(cuts[layer], prompt_tokens, block, config.min_keep_tokens)
-            kept_blocks = kept_block_count(wanted, forced, math.ceil(current / block))
-            current = kept_blocks * block - (math.ceil(prompt_tokens / block) * block - prompt_tokens)
-        counts.append(current)
-    return counts
-
-
 def slim_prefill(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -87,48 +66,53 @@ def slim_prefill(
     """
     parts = model_parts(model)
     batch, prompt_tokens = input_ids.shape
-    cuts = dict(config.keep_schedule) if prunes(config, prompt_tokens) else {}
-    if cuts:
-        config.check_model(parts.num_layers)
-    state = ForwardState(
-        score_layers=frozenset(layer - 1 for layer in cuts),
-        window=config.window if config else 1,
-        unit_size=config.unit_size if config else 1,
-        unit_pooling=config.unit_pooling if config else "key_mean",
-    )
+    plan = LayerPlan.build(config, prompt_tokens, parts.num_layers)
+    state = ForwardState.for_config(config, plan.score_layers)
     positions = torch.arange(prompt_tokens, device=input_ids.device).expand(batch, prompt_tokens)
     hidden, (cos, sin) = parts.embed(input_ids, positions)
     mlp_chunk = config.prefill_chunk_tokens if config else 0
+    n_prompt_blocks = math.ceil(prompt_tokens / config.block_size) if plan.pruned else 0
+    layer_scores: dict[int, torch.Tensor] = {}
     kept_positions = []
     for index in range(parts.num_layers):
-        if index in cuts:
-            scores = state.unit_scores.pop(index - 1)
-            keep = tokens_to_keep(scores, cuts[index], prompt_tokens, hidden.shape[1], config)
+        cut = plan.cut_at(index)
+        if cut is not None:
+            keep = tokens_to_keep(cut, [layer_scores[i] for i in cut.score_layers], positions, plan, config)
             hidden, positions, cos, sin = (gather_tokens(t, keep) for t in (hidden, positions, cos, sin))
+            layer_scores = {i: s for i, s in layer_scores.items() if plan.last_use(i) > index}
         hidden = parts.run_layer(index, hidden, positions, (cos, sin), cache, mlp_chunk, slim=state)
+        if index in plan.score_layers:
+            unit_scores = state.unit_scores.pop(index)
+            scores = rank_blocks(unit_scores, config)
+            layer_scores[index] = to_prompt_blocks(scores, block_ids_of(positions, config.block_size), n_prompt_blocks)
         kept_positions.append(positions)
     cache.end_prefill(prompt_tokens)
-    return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=bool(cuts))
+    return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=plan.pruned)
 
 
 def tokens_to_keep(
-    unit_scores: torch.Tensor,
-    keep_fraction: float,
-    prompt_tokens: int,
-    current_tokens: int,
+    cut: Cut,
+    layer_scores: list[torch.Tensor],
+    positions: torch.Tensor,
+    plan: LayerPlan,
     config: SlimConfig,
 ) -> torch.Tensor:
-    """Indices `[batch, n_kept]` into the current (compacted) sequence of the tokens to keep.
+    """Indices `[batch, n_kept]` into the current (compacted) sequence of the tokens `cut` keeps.
 
     Args:
-        unit_scores: `[batch, n_units]` from the attention of the layer before the cut.
-        keep_fraction: fraction of the original `prompt_tokens` this cut keeps.
-        current_tokens: length of the compacted sequence the scores cover.
+        layer_scores: per score layer of the cut, `[batch, n_prompt_blocks]` normalized scores.
+        positions: `[batch, n]` original positions of the current sequence.
     """
-    scores = block_scores(unit_scores, config.block_size // config.unit_size, config.block_scoring)
-    forced = forced_blocks(current_tokens, config.block_size, config.sink_tokens, config.window)
-    kept_blocks = select_blocks(scores, blocks_to_keep(keep_fraction, prompt_tokens, config.block_size, config.min_keep_tokens), forced)
-    return kept_token_indices(kept_blocks, config.block_size, current_tokens)
+    block = config.block_size
+    current_tokens = positions.shape[1]
+    scores = combine_layers(layer_scores, config.score_combine).gather(1, block_ids_of(positions, block))
+    forced = forced_blocks(current_tokens, block, config.sink_tokens, config.window)
+    n_keep = cut.kept_blocks
+    if config.keep_mass:
+        floor = blocks_to_keep(0.0, plan.prompt_tokens, block, config.min_keep_tokens)
+        n_keep = mass_block_count(scores, forced, config.keep_mass, floor, cut.kept_blocks)
+    kept_blocks = select_blocks(scores, n_keep, forced)
+    return kept_token_indices(kept_blocks, block, current_tokens)
 
 
 def gather_tokens(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

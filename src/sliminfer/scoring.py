@@ -11,8 +11,13 @@ kept, so in any compacted sequence the i-th block occupies tokens `[i*block_size
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .config import SlimConfig
 
 
 def window_unit_scores(
@@ -22,12 +27,15 @@ def window_unit_scores(
     unit_size: int,
     pooling: str,
     scaling: float,
+    head_aggregation: str = "mean",
+    head_topk: int = 2,
 ) -> torch.Tensor:
     """How much the last queries attend to each token unit, aggregated over queries and heads.
 
     Hidden-state pruning drops a token for every head at once, so the score must be
-    head-agnostic: per head and query we take softmax attention over units (or tokens), then
-    average over all query heads (each KV group's heads included) and all window queries.
+    head-agnostic: per head and query we take softmax attention over units (or tokens), average
+    over the window queries, then combine the query heads (each KV group's heads included) by
+    `aggregate_heads`.
 
     Args:
         queries: `[batch, heads, window, head_dim]`, RoPE'd at their true positions; they are
@@ -37,6 +45,7 @@ def window_unit_scores(
         pooling: `key_mean` (softmax over one mean key per unit, as in the paper),
             `score_max` / `score_mean` (softmax over tokens, pooled per unit).
         scaling: the attention scale, usually `head_dim ** -0.5`.
+        head_aggregation, head_topk: see `aggregate_heads`.
 
     Returns:
         `[batch, ceil(n / unit_size)]` float32 scores; they sum to 1 over units for
@@ -64,7 +73,79 @@ def window_unit_scores(
         token_probs = _pad_tokens(logits.softmax(-1), n_units * unit_size, dim=-1)
         per_unit = token_probs.view(batch, kv_heads, groups * window, n_units, unit_size)
         unit_probs = per_unit.amax(-1) if pooling == "score_max" else per_unit.sum(-1)
-    return unit_probs.mean(dim=(1, 2))
+    per_head = unit_probs.view(batch, kv_heads, groups, window, n_units).mean(3).view(batch, heads, n_units)
+    return aggregate_heads(per_head, head_aggregation, head_topk)
+
+
+def aggregate_heads(per_head: torch.Tensor, how: str, topk: int = 2) -> torch.Tensor:
+    """One score per unit from every query head's: `[batch, heads, n_units]` -> `[batch, n_units]`.
+
+    `mean` favours units many heads attend to; `max` keeps a unit that a single retrieval head
+    finds; `topk` (mean of the `topk` highest heads per unit) sits between them.
+    """
+    if how == "max":
+        return per_head.amax(1)
+    if how == "topk":
+        return per_head.topk(min(topk, per_head.shape[1]), dim=1).values.mean(1)
+    return per_head.mean(1)
+
+
+def pool_units(unit_scores: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Average each unit's score with its neighbours' (odd `kernel`, 1 = identity): `[batch, n_units]`."""
+    if kernel == 1:
+        return unit_scores
+    pooled = F.avg_pool1d(unit_scores[:, None], kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+    return pooled[:, 0]
+
+
+def rank_blocks(unit_scores: torch.Tensor, config: SlimConfig) -> torch.Tensor:
+    """Block scores `[batch, n_blocks]` from one layer's unit scores `[batch, n_units]`, the way
+    `config` scores (neighbour pooling, then per block); prefill and decode selection share it."""
+    pooled = pool_units(unit_scores, config.unit_pool_kernel)
+    return block_scores(pooled, config.block_size // config.unit_size, config.block_scoring)
+
+
+def to_prompt_blocks(scores: torch.Tensor, block_ids: torch.Tensor, n_prompt_blocks: int) -> torch.Tensor:
+    """A layer's block scores, normalized to sum 1, placed at their original prompt blocks.
+
+    Layers that ran on different (compacted) token sets, or whose attention is more or less
+    peaked, become comparable this way, so several score layers can be combined.
+
+    Args:
+        scores: `[batch, n_blocks]` scores of the blocks the layer computed.
+        block_ids: `[batch, n_blocks]` their original block indices.
+
+    Returns:
+        `[batch, n_prompt_blocks]` float32, 0 for blocks the layer did not see.
+    """
+    normalized = scores.float() / scores.float().sum(-1, keepdim=True).clamp_min(1e-30)
+    out = torch.zeros(scores.shape[0], n_prompt_blocks, device=scores.device)
+    return out.scatter_(1, block_ids, normalized)
+
+
+def combine_layers(per_layer: list[torch.Tensor], how: str) -> torch.Tensor:
+    """Combine normalized `[batch, n_prompt_blocks]` scores of several layers by `max` or `sum`."""
+    stacked = torch.stack(per_layer)
+    return stacked.amax(0) if how == "max" else stacked.sum(0)
+
+
+def mass_block_count(scores: torch.Tensor, forced: torch.Tensor, mass: float, floor: int, cap: int) -> int:
+    """Blocks to keep so the kept unforced blocks hold `mass` of the unforced blocks' score.
+
+    The forced blocks (sinks, the window's own blocks) draw much of the window's attention and
+    are kept anyway, so the share is measured over the others. The count includes the forced
+    blocks, is clamped to `[floor, cap]`, and is the largest over the batch (rows keep equal
+    counts).
+
+    Args:
+        scores: `[batch, n_blocks]` non-negative block scores.
+        forced: `[n_blocks]` bool.
+    """
+    free = scores.float().masked_fill(forced.to(scores.device), 0.0)
+    ranked = free.sort(dim=-1, descending=True).values.cumsum(-1)
+    needed = (ranked < mass * ranked[:, -1:]).sum(-1) + 1
+    count = int(needed.max()) + int(forced.sum())
+    return max(floor, min(count, cap))
 
 
 def block_scores(unit_scores: torch.Tensor, units_per_block: int, how: str) -> torch.Tensor:
@@ -129,9 +210,23 @@ def kept_block_count(n_keep: int, n_forced: int, n_blocks: int) -> int:
 
 def blocks_to_keep(keep_fraction: float, prompt_tokens: int, block_size: int, min_tokens: int = 0) -> int:
     """Blocks a cut keeps: `keep_fraction` of the original prompt, but at least `min_tokens`
-    tokens (never more than the prompt), rounded up to blocks."""
-    wanted = max(math.ceil(keep_fraction * prompt_tokens / block_size), math.ceil(min_tokens / block_size))
-    return min(wanted, math.ceil(prompt_tokens / block_size))
+    tokens (never more than the prompt), rounded up to blocks.
+
+    The prompt's final block is always kept and may be partial, so the floor counts its
+    missing tokens: the kept blocks then hold at least `min_tokens` real tokens.
+    """
+    n_blocks = math.ceil(prompt_tokens / block_size)
+    padding = n_blocks * block_size - prompt_tokens
+    floor = math.ceil((min(min_tokens, prompt_tokens) + padding) / block_size) if min_tokens else 0
+    return min(max(math.ceil(keep_fraction * prompt_tokens / block_size), floor), n_blocks)
+
+
+def block_ids_of(positions: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Original block ids `[batch, n_blocks]` of a compacted sequence, from its `[batch, n]` positions.
+
+    Kept blocks are whole original blocks, so the i-th one starts at token `i * block_size`.
+    """
+    return positions[:, ::block_size] // block_size
 
 
 def kept_token_indices(kept_blocks: torch.Tensor, block_size: int, n_tokens: int) -> torch.Tensor:

@@ -8,8 +8,12 @@ inference of the phase from HF internals).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import SlimConfig
 
 
 @dataclass
@@ -21,7 +25,7 @@ class ForwardState:
             before each cut).
         window: how many trailing queries score the units.
         unit_size: tokens per token unit.
-        unit_pooling: see `SlimConfig.unit_pooling`.
+        unit_pooling, head_aggregation, head_topk: see `SlimConfig`.
         unit_scores: filled by the attention function: layer -> `[batch, n_units]`.
         score_keys: layer -> how many leading keys the window queries score (default: all);
             decode scores only a score layer's prompt keys, not the generated ones.
@@ -33,7 +37,26 @@ class ForwardState:
     score_layers: frozenset[int] = frozenset()
     window: int = 32
     unit_size: int = 8
-    unit_pooling: str = "key_mean"
+    unit_pooling: str = "score_max"
+    head_aggregation: str = "mean"
+    head_topk: int = 2
     unit_scores: dict[int, torch.Tensor] = field(default_factory=dict)
     score_keys: dict[int, int] = field(default_factory=dict)
     kv_valid_lengths: torch.Tensor | None = None
+
+    @classmethod
+    def for_config(
+        cls, config: SlimConfig | None, score_layers: frozenset[int], window: int | None = None
+    ) -> ForwardState:
+        """The state that makes `score_layers` record unit scores the way `config` scores
+        (`window` overrides the config's, e.g. 1 for a decode step); None: records nothing."""
+        if config is None:
+            return cls()
+        return cls(
+            score_layers=score_layers,
+            window=config.window if window is None else window,
+            unit_size=config.unit_size,
+            unit_pooling=config.unit_pooling,
+            head_aggregation=config.head_aggregation,
+            head_topk=config.head_topk,
+        )

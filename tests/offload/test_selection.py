@@ -11,10 +11,9 @@ from sliminfer.offload.selection import (
     DecodePlan,
     active_block_count,
     expected_block_counts,
-    group_layers,
-    stored_block_ids,
 )
 from sliminfer.prefill import slim_prefill
+from sliminfer.scoring import block_ids_of
 
 # 32-token prompt, 8 blocks of 4 tokens, units of 2; cut at layer 1 keeps blocks 0, 2, 5, 7.
 HAND = SlimConfig(
@@ -34,12 +33,6 @@ def unit_scores_favoring(*blocks):
     for block in blocks:
         scores[0, 2 * block + 1] = 1.0
     return scores
-
-
-def test_group_layers_skip_the_next_score_layer():
-    assert group_layers((8,), 32) == [(8, tuple(range(8, 32)))]
-    assert group_layers((1, 3), 4) == [(1, (1,)), (3, (3,))]
-    assert group_layers((2, 3), 5) == [(2, ()), (3, (3, 4))]
 
 
 @pytest.mark.parametrize(
@@ -75,8 +68,8 @@ def test_forced_blocks_take_the_first_and_last_slots():
     assert forced_slots(torch.tensor([True, True, True]), 3) == {0: 0, 1: 1, 2: 2}
 
 
-def test_stored_block_ids_read_whole_blocks():
-    assert stored_block_ids(hand_positions()[1], 4).tolist() == KEPT_BLOCKS
+def test_block_ids_read_whole_blocks():
+    assert block_ids_of(hand_positions()[1], 4)[0].tolist() == KEPT_BLOCKS
 
 
 @pytest.mark.parametrize("n", [200, 203, 333])

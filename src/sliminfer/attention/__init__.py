@@ -48,6 +48,8 @@ def sliminfer_attention(
             unit_size=slim.unit_size,
             pooling=slim.unit_pooling,
             scaling=scale,
+            head_aggregation=slim.head_aggregation,
+            head_topk=slim.head_topk,
         )
     if slim is not None and slim.kv_valid_lengths is not None:
         valid = slim.kv_valid_lengths[module.layer_idx]

@@ -2,21 +2,24 @@
 
 Prefill leaves every layer from cut `c_g` up to the next cut holding the same retained blocks
 (whole blocks of `block_size` tokens in ascending order; only the prompt's last block may be
-partial). At each decode step the score layer `c_g - 1` (the layer that scored cut `c_g` in
-prefill) lets the current token's query score the token units of its stored prompt keys with
-the prefill scoring functions (a window of one query); the group's candidates are the blocks it
-retained, and the active set is their top `decode_budget` blocks, always including the forced
-ones (the sink block and the block(s) of the final window, as in prefill).
+partial). At each decode step the cut's decode score layer (`LayerPlan`: the deepest of the
+layers that scored cut `c_g` in prefill, by default `c_g - 1`) lets the current token's query
+score the token units of its stored prompt keys with the prefill scoring functions (a window of
+one query); the group's candidates are the blocks it retained, and the active set is their top
+`decode_budget` blocks, always including the forced ones (the sink block and the block(s) of the
+final window, as in prefill). A score layer stores a superset of the group's blocks, since it
+runs before the cut.
 
-Score layers keep all their retained prompt KV on the device and attend to all of it: their
-keys are what the selection needs, and with one cut (the presets) the score layer is a
-preserve layer anyway. Every other slim layer is *managed*: it attends to a resident set of
+Decode score layers keep all their retained prompt KV on the device and attend to all of it:
+their keys are what the selection needs, and with one cut the score layer is a preserve layer
+anyway. Every other slim layer is *managed*: it attends to a resident set of
 exactly `active_blocks` blocks (see `manager.py`).
 
-With `offload_preserve_layers`, the layers before the first cut's score layer (`0 .. c1 - 2`,
-the *lagged* group) are managed too. They computed every prompt token, so their candidates are
+With `offload_preserve_layers`, the layers before the first cut's decode score layer `s1` (the
+*lagged* group) are managed too. They computed every prompt token, so their candidates are
 all prompt blocks and their active set is `decode_budget` x all blocks, chosen by the same score
-layer `c1 - 1` from the same unit scores. But that layer runs after them: the set it chooses at
+layer `s1` from the same unit scores (preserve layers between `s1` and the first cut stay
+resident). But that layer runs after them: the set it chooses at
 step t is what they read at step t + 1. That is the whole approximation ("one step late"): no
 predictor, the preserve layers read the blocks the previous token ranked highest, and gamma
 gates the swap exactly as for the other managed layers. Before the first step they hold the
@@ -37,8 +40,8 @@ from dataclasses import dataclass
 import torch
 
 from ..config import SlimConfig
-from ..prefill import kept_token_counts
-from ..scoring import block_scores, forced_blocks, select_blocks
+from ..schedule import LayerPlan
+from ..scoring import block_ids_of, forced_blocks, rank_blocks, select_blocks
 from ..state import ForwardState
 
 logger = logging.getLogger(__name__)
@@ -88,26 +91,28 @@ class DecodePlan:
     @classmethod
     def from_prefill(cls, kept_positions: list[torch.Tensor], config: SlimConfig) -> DecodePlan:
         """Plan from `PrefillResult.kept_positions` (per layer `[1, n_layer]` original positions)."""
+        layer_plan = LayerPlan.build(config, int(kept_positions[0].shape[-1]), len(kept_positions))
         groups, clamped = [], []
-        for cut, layers in group_layers(config.cut_layers, len(kept_positions)):
-            group, was_clamped = _group(cut - 1, layers, kept_positions[cut - 1], kept_positions[cut], config)
+        for cut, layers in layer_plan.decode_groups():
+            score_layer = cut.decode_score_layer
+            group, was_clamped = _group(score_layer, layers, kept_positions[score_layer], kept_positions[cut.layer], config)
             groups.append(group)
             if was_clamped:
-                clamped.append(cut)
+                clamped.append(cut.layer)
         if clamped:
             logger.warning(
                 "decode_budget=%s exceeds the blocks retained after cut(s) %s: using all retained blocks",
                 config.decode_budget,
                 clamped,
             )
-        lagged = lagged_layers(config)
+        lagged = layer_plan.lagged_layers(config)
         if lagged:
-            score_layer = config.cut_layers[0] - 1
+            score_layer = layer_plan.cuts[0].decode_score_layer
             group, _ = _group(score_layer, lagged, kept_positions[score_layer], kept_positions[0], config)
-            prior = lagged_prior(kept_positions, config)
+            prior = lagged_prior(kept_positions, layer_plan, config.block_size)
             initial = select_blocks(prior[None], group.active_blocks, group.forced)[0]
             groups.append(dataclasses.replace(group, initial=initial, lagged=True))
-        score_tokens = {cut - 1: int(kept_positions[cut - 1].shape[-1]) for cut in config.cut_layers}
+        score_tokens = {layer: int(kept_positions[layer].shape[-1]) for layer in layer_plan.decode_score_layers}
         return cls(tuple(groups), score_tokens, config)
 
     @property
@@ -120,13 +125,9 @@ class DecodePlan:
 
     def forward_state(self) -> ForwardState:
         """The decode `ForwardState`: score layers record the one query's unit scores over their prompt keys."""
-        return ForwardState(
-            score_layers=frozenset(self.score_tokens),
-            window=1,
-            unit_size=self.config.unit_size,
-            unit_pooling=self.config.unit_pooling,
-            score_keys=dict(self.score_tokens),
-        )
+        state = ForwardState.for_config(self.config, frozenset(self.score_tokens), window=1)
+        state.score_keys = dict(self.score_tokens)
+        return state
 
     def choose(self, group: SelectionGroup, unit_scores: torch.Tensor) -> torch.Tensor:
         """The group's active set, `[active_blocks]` int64 local block ids, ascending.
@@ -134,8 +135,7 @@ class DecodePlan:
         Args:
             unit_scores: `[1, n_units]` scores of the score layer's stored prompt units.
         """
-        units_per_block = self.config.block_size // self.config.unit_size
-        scores = block_scores(unit_scores, units_per_block, self.config.block_scoring)
+        scores = rank_blocks(unit_scores, self.config)
         candidate_scores = scores[:, group.candidates]
         return select_blocks(candidate_scores, group.active_blocks, group.forced)[0]
 
@@ -154,23 +154,16 @@ def _group(
         The group's initial set is its forced blocks.
     """
     block = config.block_size
-    group_ids = stored_block_ids(group_positions, block)
+    group_ids = block_ids_of(group_positions, block)[0]
     retained_tokens = int(group_positions.shape[-1])
     forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
     active, clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()))
-    candidates = torch.searchsorted(stored_block_ids(score_positions, block), group_ids)
+    candidates = torch.searchsorted(block_ids_of(score_positions, block)[0], group_ids)
     initial = forced.nonzero().flatten()
     return SelectionGroup(score_layer, layers, candidates, forced, active, retained_tokens, initial), clamped
 
 
-def lagged_layers(config: SlimConfig) -> tuple[int, ...]:
-    """The layers `offload_preserve_layers` manages: all before the first cut's score layer."""
-    if not config.offload_preserve_layers or not config.keep_schedule:
-        return ()
-    return tuple(range(config.cut_layers[0] - 1))
-
-
-def lagged_prior(kept_positions: list[torch.Tensor], config: SlimConfig) -> torch.Tensor:
+def lagged_prior(kept_positions: list[torch.Tensor], plan: LayerPlan, block_size: int) -> torch.Tensor:
     """`[n_blocks]` float rank of every prompt block before any decode query has scored them.
 
     Prefill does not return its scores, only what they kept, so the rank is the number of cuts
@@ -179,30 +172,12 @@ def lagged_prior(kept_positions: list[torch.Tensor], config: SlimConfig) -> torc
     When `active_blocks` equals the blocks the first cut kept (a budget equal to its keep
     fraction, up to rounding), the top of this rank is exactly prefill's choice.
     """
-    block = config.block_size
-    n_blocks = math.ceil(kept_positions[0].shape[-1] / block)
+    n_blocks = math.ceil(kept_positions[0].shape[-1] / block_size)
     ids = torch.arange(n_blocks)
-    kept_by_cut = [torch.isin(ids, stored_block_ids(kept_positions[cut], block).cpu()) for cut in config.cut_layers]
-    return torch.stack(kept_by_cut).sum(0) + ids / n_blocks
-
-
-def group_layers(cut_layers: tuple[int, ...], num_layers: int) -> list[tuple[int, tuple[int, ...]]]:
-    """`(cut, managed layers)` per cut: the layers from the cut up to the next one, minus score layers."""
-    score_layers = {cut - 1 for cut in cut_layers}
-    ends = [*cut_layers[1:], num_layers]
-    return [
-        (cut, tuple(layer for layer in range(cut, end) if layer not in score_layers))
-        for cut, end in zip(cut_layers, ends, strict=True)
+    kept_by_cut = [
+        torch.isin(ids, block_ids_of(kept_positions[cut.layer], block_size)[0].cpu()) for cut in plan.cuts
     ]
-
-
-def stored_block_ids(positions: torch.Tensor, block_size: int) -> torch.Tensor:
-    """Original block ids `[n_blocks]` of a layer's stored prompt, from its `[1, n]` positions.
-
-    Stored blocks are whole original blocks (prefill keeps whole blocks), so the i-th one starts
-    at stored token `i * block_size`.
-    """
-    return positions[0, ::block_size] // block_size
+    return torch.stack(kept_by_cut).sum(0) + ids / n_blocks
 
 
 def active_block_count(decode_budget: float, retained: int, forced: int) -> tuple[int, bool]:
@@ -224,10 +199,10 @@ def expected_block_counts(config: SlimConfig, prompt_tokens: int, num_layers: in
     Prefill's counts depend only on the schedule, never on the scores, so the store can be
     sized (and host memory checked) before any work starts. Lagged layers retain every block.
     """
-    counts = {layer: block_counts(config, prompt_tokens) for layer in lagged_layers(config)}
-    kept = kept_token_counts(config, prompt_tokens, num_layers)
-    for cut, layers in group_layers(config.cut_layers, num_layers):
-        counts.update({layer: block_counts(config, kept[cut]) for layer in layers})
+    plan = LayerPlan.build(config, prompt_tokens, num_layers)
+    counts = {layer: block_counts(config, prompt_tokens) for layer in plan.lagged_layers(config)}
+    for cut, layers in plan.decode_groups():
+        counts.update({layer: block_counts(config, plan.kept_tokens[cut.layer]) for layer in layers})
     return counts
 
 
