@@ -15,7 +15,7 @@ from transformers.utils import logging as hf_logging
 
 from ..errors import UserError
 
-SUBCOMMANDS = ("generate", "demo", "info", "bench", "eval", "serve")
+SUBCOMMANDS = ("generate", "demo", "info", "bench", "eval", "calibrate", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

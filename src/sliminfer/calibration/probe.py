@@ -1,0 +1,134 @@
+"""Where can the question find what it needs? Per-layer block scores on needle prompts.
+
+Calibration's evidence: synthetic needle prompts (the harness's own generators, with their own
+seed and haystacks, never the RULER essays an evaluation uses), rendered the way the model is
+used (its chat template when it has one), run once unpruned while *every* layer records how its
+last `window` queries score the prompt's blocks, exactly as a cut would score them. The answer
+needles' blocks are known from the text, so each layer's ranking can be checked offline for any
+keep fraction, score-layer set and cut.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..attention import use_sliminfer_attention
+from ..config import SlimConfig
+from ..errors import UserError
+from ..eval.backend import ModelBackend
+from ..eval.sample import Sample
+from ..eval.synthetic import make_sample
+from ..loading import LoadedModel
+from ..scoring import block_ids_of, forced_blocks, rank_blocks, to_prompt_blocks
+from ..state import ForwardState
+
+PROBE_TASKS = ("passkey", "multikey", "multivalue")
+"""Tasks whose answers are numbers that occur only in their needles (never in the question or
+the template), so the needles' blocks are exact."""
+PROBE_SEED = 7919
+"""Seed of the probe prompts: other content than an evaluation's default seed 0."""
+
+
+@dataclass(frozen=True)
+class ProbedPrompt:
+    """One probe prompt's evidence.
+
+    Attributes:
+        task, length, index: what was generated.
+        prompt_tokens: its length in tokens.
+        layer_scores: `[num_layers, n_blocks]` float32, each layer's block scores normalized to
+            sum 1 (the window queries' view, as a cut at the next layer would see it).
+        needle_blocks: per answer needle, the blocks its text occupies (a needle is found when
+            any of them is kept).
+        forced: `[n_blocks]` bool, blocks every cut keeps (sinks, final window).
+    """
+
+    task: str
+    length: int
+    index: int
+    prompt_tokens: int
+    layer_scores: torch.Tensor
+    needle_blocks: tuple[tuple[int, ...], ...]
+    forced: torch.Tensor
+
+
+def probe_samples(backend: ModelBackend, lengths: list[int], per_length: int) -> Iterator[Sample]:
+    """`per_length` probe samples per length, cycling through `PROBE_TASKS`."""
+    for length in lengths:
+        for index in range(per_length):
+            task = PROBE_TASKS[index % len(PROBE_TASKS)]
+            yield make_sample(task, length, index, backend.count_tokens, seed=PROBE_SEED, haystack="docs")
+
+
+def needle_token_spans(text: str, offsets: list[tuple[int, int]], answers: tuple[str, ...]) -> list[list[int]]:
+    """Per answer, the tokens whose characters overlap any occurrence of it in `text`.
+
+    Args:
+        offsets: per token, its `(start, end)` characters in `text` (special tokens `(0, 0)`).
+    """
+    spans = []
+    for answer in answers:
+        chars = []
+        start = text.find(answer)
+        while start >= 0:
+            chars.append((start, start + len(answer)))
+            start = text.find(answer, start + 1)
+        if not chars:
+            raise UserError(f"probe prompt lost its needle {answer!r}: the template or tokenizer changed the text")
+        spans.append([i for i, (a, b) in enumerate(offsets) if b > a and any(a < e and b > s for s, e in chars)])
+    return spans
+
+
+@torch.inference_mode()
+def layer_block_scores(loaded: LoadedModel, input_ids: torch.Tensor, config: SlimConfig) -> torch.Tensor:
+    """`[num_layers, n_blocks]`: every layer's normalized block scores for one unpruned forward.
+
+    Runs the stock model through the "sliminfer" attention with every layer recording the
+    window queries' unit scores (`config`'s window, pooling and head aggregation).
+    """
+    num_layers = loaded.model.config.num_hidden_layers
+    n = input_ids.shape[1]
+    state = ForwardState.for_config(config, frozenset(range(num_layers)))
+    with use_sliminfer_attention(loaded.model):
+        loaded.model(input_ids=input_ids, slim=state, use_cache=False, logits_to_keep=1)
+    positions = torch.arange(n, device=input_ids.device)[None]
+    n_blocks = math.ceil(n / config.block_size)
+    ids = block_ids_of(positions, config.block_size)
+    rows = [to_prompt_blocks(rank_blocks(state.unit_scores[layer], config), ids, n_blocks)[0] for layer in range(num_layers)]
+    return torch.stack(rows).cpu()
+
+
+def probe(
+    loaded: LoadedModel,
+    config: SlimConfig,
+    lengths: list[int],
+    per_length: int,
+    on_step: Callable[[], None] | None = None,
+) -> list[ProbedPrompt]:
+    """Build the probe prompts and record every layer's block scores on each."""
+    backend = ModelBackend(loaded, chat=bool(loaded.tokenizer is not None and loaded.tokenizer.chat_template))
+    probed = []
+    for sample in probe_samples(backend, lengths, per_length):
+        text = backend.render(sample)
+        encoded = loaded.tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+        ids = torch.tensor([encoded["input_ids"]], device=loaded.device)
+        spans = needle_token_spans(text, encoded["offset_mapping"], sample.expected)
+        n = ids.shape[1]
+        probed.append(
+            ProbedPrompt(
+                task=sample.task,
+                length=sample.length,
+                index=sample.index,
+                prompt_tokens=n,
+                layer_scores=layer_block_scores(loaded, ids, config),
+                needle_blocks=tuple(tuple(sorted({t // config.block_size for t in span})) for span in spans),
+                forced=forced_blocks(n, config.block_size, config.sink_tokens, config.window),
+            )
+        )
+        if on_step is not None:
+            on_step()
+    return probed

@@ -1,0 +1,160 @@
+"""`calibrate`: probe a model, choose score layers, cuts and keeps, verify against full, save.
+
+The choice is the cheapest candidate (prefill FLOPs at the reference length) whose probe recall
+reaches the target; it must then answer at least as many verification prompts as full does
+(other seed, longest probe length), or the next candidate is tried. The preset file holds the
+config under "config" (what `--config` reads) and the evidence under "calibration".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bench.flops import ModelShape
+from ..config import SlimConfig
+from ..envinfo import environment
+from ..errors import UserError
+from ..eval.backend import ModelBackend
+from ..eval.methods import Method
+from ..eval.metrics import score
+from ..eval.synthetic import make_sample
+from ..loading import LoadedModel
+from .probe import PROBE_SEED, PROBE_TASKS, probe
+from .search import Candidate, candidates, pareto_front, ranked_choices
+
+MIN_CONTEXT = 4096
+VERIFY_SEED = PROBE_SEED + 1
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """What to measure. `lengths` in tokens; `per_length` probe prompts at each."""
+
+    lengths: tuple[int, ...]
+    per_length: int = 12
+    verify_prompts: int = 6
+    target_recall: float = 0.97
+    max_flop_fraction: float = 1.0
+    reference_tokens: int = 32768
+    max_tries: int = 3
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CalibrationResult:
+    config: SlimConfig
+    chosen: Candidate
+    front: list[Candidate]
+    layer_recall: dict[float, list[float]]
+    verification: list[dict[str, Any]]
+    record: dict[str, Any]
+
+
+def check_output_path(path: str) -> None:
+    """Fail before any work if `path` cannot be written (one line, not a late traceback)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"--out {path!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UserError(f"--out {path!r}: not writable")
+
+
+def check_lengths(loaded: LoadedModel, lengths: tuple[int, ...]) -> None:
+    if loaded.max_context < MIN_CONTEXT:
+        raise UserError(
+            f"model {loaded.name!r} has a context of {loaded.max_context} tokens: calibration needs >= {MIN_CONTEXT} "
+            "(pruning pays off on long prompts only)"
+        )
+    too_long = [n for n in lengths if n > loaded.max_context]
+    if too_long:
+        raise UserError(f"--lengths {too_long}: longer than the model's context of {loaded.max_context} tokens")
+
+
+def verify(
+    loaded: LoadedModel, config: SlimConfig, length: int, prompts: int, on_step: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Full and `config` on `prompts` fresh needle prompts: each one's scores and the totals."""
+    backend = ModelBackend(loaded, chat=bool(loaded.tokenizer.chat_template))
+    methods = (Method("full", "full", None), Method("slim", "slim", config))
+    rows = []
+    for index in range(prompts):
+        sample = make_sample(PROBE_TASKS[index % len(PROBE_TASKS)], length, index, backend.count_tokens, seed=VERIFY_SEED)
+        row = {"task": sample.task, "length": length, "index": index}
+        for method in methods:
+            answer = backend.answer(sample, method)
+            row[method.label] = score(sample.metric, answer.text, sample.expected)
+            if on_step is not None:
+                on_step()
+        rows.append(row)
+    full, slim = sum(r["full"] for r in rows), sum(r["slim"] for r in rows)
+    return {"schedule": config.to_dict()["keep_schedule"], "score_layers": config.to_dict()["score_layers"],
+            "full": full, "slim": slim, "passed": slim >= full, "prompts": rows}
+
+
+def calibrate(
+    loaded: LoadedModel,
+    base: SlimConfig,
+    spec: CalibrationSpec,
+    progress: Callable[[int, str], Callable[[], None]] | None = None,
+) -> CalibrationResult:
+    """Probe, search and verify (see the module docstring).
+
+    Args:
+        progress: called with a step count and a phase name; returns the per-step callback.
+    """
+    if loaded.tokenizer is None:
+        raise UserError(f"model {loaded.name!r} has no tokenizer: calibration builds text prompts")
+    check_lengths(loaded, spec.lengths)
+    lengths = list(spec.lengths)
+    tick = progress(len(lengths) * spec.per_length, "probe") if progress else None
+    probed = probe(loaded, base, lengths, spec.per_length, tick)
+    shape = ModelShape.from_hf_config(loaded.model.config)
+    reference = min(spec.reference_tokens, loaded.max_context)
+    found, singles = candidates(probed, base, shape, reference)
+    choices = ranked_choices(found, spec.target_recall, spec.max_flop_fraction)
+    if not choices:
+        best = max(found, key=lambda c: c.recall)
+        raise UserError(
+            f"no schedule reaches recall {spec.target_recall} within {spec.max_flop_fraction} of full's FLOPs "
+            f"(best recall {best.recall:.3f}): lower --target-recall or raise --max-flops"
+        )
+    tried = []
+    for candidate in choices[: spec.max_tries]:
+        tick = progress(2 * spec.verify_prompts, f"verify {candidate.keep_schedule}") if progress else None
+        result = verify(loaded, candidate.config(base), max(lengths), spec.verify_prompts, tick)
+        tried.append(result)
+        if result["passed"]:
+            break
+    else:
+        raise UserError(
+            f"the {len(tried)} cheapest schedules at recall >= {spec.target_recall} answered fewer verification "
+            "prompts than full: raise --target-recall or --tries"
+        )
+    config = candidate.config(base)
+    record = {
+        "model": loaded.name,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": spec.command,
+        "environment": environment(loaded.device),
+        "probe": {"tasks": list(PROBE_TASKS), "seed": PROBE_SEED, "lengths": lengths, "per_length": spec.per_length,
+                  "haystack": "docs", "window": base.window, "block_size": base.block_size},
+        "target_recall": spec.target_recall,
+        "reference_tokens": reference,
+        "chosen": candidate.to_dict(),
+        "front": [c.to_dict() for c in pareto_front(found)],
+        "layer_recall": {str(keep): [round(v, 4) for v in values] for keep, values in singles.items()},
+        "verification": tried,
+    }
+    return CalibrationResult(config, candidate, pareto_front(found), singles, tried, record)
+
+
+def write_preset(path: str, result: CalibrationResult) -> None:
+    """The preset file: {"config": every knob, "calibration": the evidence}."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"config": result.config.to_dict(), "calibration": result.record}, handle, indent=1)
+        handle.write("\n")

@@ -1,0 +1,100 @@
+"""`sliminfer calibrate`: choose score layers, cuts and keeps for a model, verified against full."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .options import add_config_options, add_model_options, resolve_config
+
+EPILOG = """\
+Probes the model on synthetic needle prompts (its own seed and haystack, not an evaluation's
+data): every layer's window attention ranks the prompt's blocks, and each candidate schedule
+(cut layer x keep fraction x score layers before the cut; also two cuts) is scored by the share
+of answer needles it keeps and by its prefill FLOPs at --reference-length. The cheapest one at
+--target-recall is then checked on --verify fresh prompts against full; if it answers fewer,
+the next is tried. Writes --out (read it back with `--config FILE` in generate, bench, eval and
+serve) and prints the recall-vs-FLOPs front.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="choose a pruning schedule for a model (probe, search, verify) and save it",
+        description=__doc__.split(":", 1)[1].strip(),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_options(parser)
+    parser.add_argument("--out", default="preset.json", metavar="FILE.json", help="where to write the preset (default preset.json)")
+    parser.add_argument("--lengths", default=None, help="probe prompt lengths (default 8k,16k,32k within the model's context)")
+    parser.add_argument("--prompts", type=int, default=12, help="probe prompts per length (default 12)")
+    parser.add_argument("--verify", type=int, default=6, help="verification prompts at the longest length (default 6)")
+    parser.add_argument("--target-recall", type=float, default=0.97, help="needle recall to reach (default 0.97)")
+    parser.add_argument("--max-flops", type=float, default=1.0, help="largest prefill FLOP share of full to accept (default 1.0)")
+    parser.add_argument("--reference-length", default="32k", help="length whose FLOPs rank candidates (default 32k, capped at the context)")
+    parser.add_argument("--tries", type=int, default=3, help="candidates to verify before giving up (default 3)")
+    add_config_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..calibration import CalibrationSpec, calibrate, write_preset
+    from ..calibration.run import check_output_path
+    from ..errors import UserError
+    from ..loading import load_model
+    from .options import parse_lengths
+
+    if min(args.prompts, args.verify, args.tries) < 1:
+        raise UserError(f"--prompts {args.prompts}, --verify {args.verify}, --tries {args.tries}: each must be >= 1")
+    for flag, value in (("--target-recall", args.target_recall), ("--max-flops", args.max_flops)):
+        if not 0.0 < value <= 1.0:
+            raise UserError(f"{flag} {value}: must be in (0, 1]")
+    check_output_path(args.out)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    base = resolve_config(args, loaded.default_config)
+    lengths = parse_lengths(args.lengths) if args.lengths else [n for n in (8192, 16384, 32768) if n <= loaded.max_context]
+    spec = CalibrationSpec(
+        lengths=tuple(lengths or [loaded.max_context]),
+        per_length=args.prompts,
+        verify_prompts=args.verify,
+        target_recall=args.target_recall,
+        max_flop_fraction=args.max_flops,
+        reference_tokens=parse_lengths(args.reference_length)[0],
+        max_tries=args.tries,
+        command=["sliminfer", "calibrate", *sys.argv[2:]],
+    )
+    bars = []
+
+    def progress(total: int, phase: str):
+        bar = tqdm(total=total, desc=phase, file=sys.stderr, dynamic_ncols=True)
+        bars.append(bar)
+        return lambda: bar.update(1)
+
+    try:
+        result = calibrate(loaded, base, spec, progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    write_preset(args.out, result)
+    print(render_front(result))
+    print(f"\nwrote {args.out}: use it with --config {args.out}")
+    return 0
+
+
+def render_front(result) -> str:
+    """The recall-vs-FLOPs front as a markdown table, the chosen row marked."""
+    lines = ["| keep schedule | score layers | needle recall | prefill FLOPs of full | |", "|---|---|---|---|---|"]
+    for candidate in result.front:
+        schedule = ",".join(f"{layer}:{keep}" for layer, keep in candidate.keep_schedule)
+        scorers = ",".join("+".join(map(str, layers)) for layers in candidate.score_layers)
+        mark = "chosen" if candidate == result.chosen else ""
+        lines.append(f"| {schedule} | {scorers} | {candidate.recall:.3f} | {candidate.flop_fraction:.3f} | {mark} |")
+    if result.chosen not in result.front:
+        c = result.chosen
+        lines.append(f"| {c.keep_schedule} | {c.score_layers} | {c.recall:.3f} | {c.flop_fraction:.3f} | chosen |")
+    checks = "; ".join(f"{v['schedule']}: slim {v['slim']:g} vs full {v['full']:g}" for v in result.verification)
+    return "\n".join(lines) + f"\n\nverification ({len(result.verification[0]['prompts'])} prompts): {checks}"
