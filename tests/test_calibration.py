@@ -9,7 +9,14 @@ from sliminfer.bench.flops import ModelShape
 from sliminfer.cache import SlimCache
 from sliminfer.calibration.probe import ProbedPrompt, layer_block_scores, needle_token_spans
 from sliminfer.calibration.run import check_lengths, check_output_path
-from sliminfer.calibration.search import Candidate, candidates, kept_after, pareto_front, ranked_choices, recall
+from sliminfer.calibration.search import (
+    Candidate,
+    candidates,
+    kept_after,
+    pareto_front,
+    ranked_choices,
+    recall,
+)
 from sliminfer.cli.main import main
 from sliminfer.config import SlimConfig, load_config_file
 from sliminfer.errors import UserError
