@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sliminfer.config import SlimConfig, load_config_file, preset_for
+from sliminfer.config import PRESETS, SlimConfig, load_config_file, preset_for
 from sliminfer.errors import ConfigError
 
 
@@ -69,5 +69,5 @@ def test_config_file(tmp_path):
 
 
 def test_presets_fit_their_models():
-    for model_type, layers in [("llama", 30), ("llama", 32), ("qwen2", 28), ("mistral", 40), ("llama", 2)]:
-        preset_for(model_type, layers).check_model(layers)
+    for model_type, layers, hidden in [*PRESETS, ("mistral", 40, 5120), ("llama", 2, 64)]:
+        preset_for(model_type, layers, hidden).check_model(layers)

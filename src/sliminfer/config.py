@@ -264,13 +264,15 @@ def load_config_file(path: str, base: SlimConfig | None = None) -> SlimConfig:
     return SlimConfig.from_dict(data, base=base)
 
 
-def preset_for(model_type: str, num_layers: int) -> SlimConfig:
-    """The default config for a model: a named preset if one fits, else scaled from depth.
+def preset_for(model_type: str, num_layers: int, hidden_size: int) -> SlimConfig:
+    """The default config for a model: a preset of its family and size if there is one, else
+    scaled from depth.
 
     The scaled default preserves the first quarter of the layers and keeps a quarter of the
-    prompt after them: about 2.6-3x fewer prefill FLOPs at 32k+ (PEERS.md 9.3).
+    prompt after them (about 2.6-3x fewer prefill FLOPs at 32k+); `sliminfer calibrate` finds a
+    schedule for a model that has no preset.
     """
-    preset = PRESETS.get((model_type, num_layers))
+    preset = PRESETS.get((model_type, num_layers, hidden_size))
     if preset is not None:
         return preset
     preserve = max(1, round(num_layers / 4))
@@ -345,10 +347,11 @@ def _check_schedule(schedule: Schedule, preserve_layers: int) -> None:
         previous_layer, previous_keep = layer, keep
 
 
-PRESETS: dict[tuple[str, int], SlimConfig] = {
+PRESETS: dict[tuple[str, int, int], SlimConfig] = {
+    # Keyed by (model type, layers, hidden size): one family's sizes differ in depth or width.
     # SmolLM2-135M (the embedded default, 30 layers): tuned with `sliminfer eval`, see README.
-    ("llama", 30): SlimConfig(preserve_layers=8, keep_schedule=((8, 0.2),)),
-    # Llama-3.x-8B (32 layers) and Qwen2.5-7B (28 layers).
-    ("llama", 32): SlimConfig(preserve_layers=8, keep_schedule=((8, 0.25),)),
-    ("qwen2", 28): SlimConfig(preserve_layers=7, keep_schedule=((7, 0.25),)),
+    ("llama", 30, 576): SlimConfig(preserve_layers=8, keep_schedule=((8, 0.2),)),
+    # Llama-3.x-8B (32 layers) and Qwen2.5-7B (28 layers): speed-tuned on random weights.
+    ("llama", 32, 4096): SlimConfig(preserve_layers=8, keep_schedule=((8, 0.25),)),
+    ("qwen2", 28, 3584): SlimConfig(preserve_layers=7, keep_schedule=((7, 0.25),)),
 }

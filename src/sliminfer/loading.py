@@ -88,7 +88,7 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
         name=DEFAULT_MODEL_NAME if source == DEFAULT_MODEL else source,
         max_context=max_context(config),
         device=torch_device,
-        default_config=preset_for(config.model_type, config.num_hidden_layers),
+        default_config=preset_for(config.model_type, config.num_hidden_layers, config.hidden_size),
     )
 
 

@@ -125,7 +125,7 @@ def build_random_model(name: str, *, device: str = "auto", dtype: str = "auto", 
         name=f"{name} ({RANDOM_WEIGHTS_NOTE})",
         max_context=config.max_position_embeddings + DECODE_HEADROOM_TOKENS,
         device=torch_device,
-        default_config=preset_for(config.model_type, config.num_hidden_layers),
+        default_config=preset_for(config.model_type, config.num_hidden_layers, config.hidden_size),
     )
 
 
