@@ -20,7 +20,7 @@ import sys
 import time
 
 from sliminfer.bench.flops import ModelShape
-from sliminfer.calibration.probe import probe
+from sliminfer.calibration.probe import build_probe_prompts, probe
 from sliminfer.calibration.search import candidates, ranked_choices, recall
 from sliminfer.cli.options import parse_lengths
 from sliminfer.envinfo import environment
@@ -53,11 +53,12 @@ def main() -> int:
     shape = ModelShape.from_hf_config(loaded.model.config)
     reference = min(parse_lengths(args.reference_length)[0], loaded.max_context)
     old_cut = max(1, round(shape.layers / 4))
+    prompts = build_probe_prompts(loaded, lengths, args.prompts)
     rows = []
     for name, overrides in VARIANTS.items():
         base = loaded.default_config.with_overrides(overrides)
         start = time.perf_counter()
-        probed = probe(loaded, base, lengths, args.prompts)
+        probed = probe(loaded, base, prompts)
         probe_s = time.perf_counter() - start
         for combine in COMBINES:
             config = dataclasses.replace(base, score_combine=combine)

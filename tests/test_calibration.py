@@ -8,7 +8,7 @@ from sliminfer.attention import use_sliminfer_attention
 from sliminfer.bench.flops import ModelShape
 from sliminfer.cache import SlimCache
 from sliminfer.calibration.probe import ProbedPrompt, layer_block_scores, needle_token_spans
-from sliminfer.calibration.run import check_lengths, check_output_path
+from sliminfer.calibration.run import check_lengths, check_output_path, no_more_generous
 from sliminfer.calibration.search import (
     Candidate,
     candidates,
@@ -135,3 +135,12 @@ def test_calibrate_on_the_embedded_model_writes_a_preset_generate_reads(tmp_path
     config = load_config_file(str(out))
     assert [list(c) for c in config.keep_schedule] == calibration["chosen"]["keep_schedule"]
     assert "chosen" in capsys.readouterr().out
+
+
+def test_after_a_failed_try_only_more_generous_schedules_are_tried():
+    base = SlimConfig(min_keep_tokens=0)
+    loser = Candidate(((12, 0.1),), ((11,),), 0.98, 0.52)
+    assert no_more_generous(Candidate(((12, 0.1),), ((10,),), 0.98, 0.52), loser, base, 24, 32768)
+    assert no_more_generous(Candidate(((8, 0.33), (10, 0.1)), ((7,), (9,)), 1.0, 0.37), loser, base, 24, 32768)
+    assert not no_more_generous(Candidate(((12, 0.15),), ((11,),), 0.98, 0.53), loser, base, 24, 32768)
+    assert not no_more_generous(Candidate(((13, 0.1),), ((11,),), 0.98, 0.55), loser, base, 24, 32768)

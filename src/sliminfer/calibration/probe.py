@@ -102,30 +102,51 @@ def layer_block_scores(loaded: LoadedModel, input_ids: torch.Tensor, config: Sli
     return torch.stack(rows).cpu()
 
 
-def probe(
-    loaded: LoadedModel,
-    config: SlimConfig,
-    lengths: list[int],
-    per_length: int,
-    on_step: Callable[[], None] | None = None,
-) -> list[ProbedPrompt]:
-    """Build the probe prompts and record every layer's block scores on each."""
+@dataclass(frozen=True)
+class ProbePrompt:
+    """A probe prompt ready to run: its ids `[1, n]` and its answer needles' token spans."""
+
+    sample: Sample
+    input_ids: torch.Tensor
+    needle_spans: tuple[tuple[int, ...], ...]
+
+
+def build_probe_prompts(
+    loaded: LoadedModel, lengths: list[int], per_length: int, on_step: Callable[[], None] | None = None
+) -> list[ProbePrompt]:
+    """The probe prompts, built once (sizing a long prompt takes many tokenizations) and
+    reusable across scoring variants."""
     backend = ModelBackend(loaded, chat=bool(loaded.tokenizer is not None and loaded.tokenizer.chat_template))
-    probed = []
+    prompts = []
     for sample in probe_samples(backend, lengths, per_length):
         text = backend.render(sample)
         encoded = loaded.tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
-        ids = torch.tensor([encoded["input_ids"]], device=loaded.device)
         spans = needle_token_spans(text, encoded["offset_mapping"], sample.expected)
-        n = ids.shape[1]
+        ids = torch.tensor([encoded["input_ids"]], device=loaded.device)
+        prompts.append(ProbePrompt(sample, ids, tuple(tuple(span) for span in spans)))
+        if on_step is not None:
+            on_step()
+    return prompts
+
+
+def probe(
+    loaded: LoadedModel,
+    config: SlimConfig,
+    prompts: list[ProbePrompt],
+    on_step: Callable[[], None] | None = None,
+) -> list[ProbedPrompt]:
+    """Record every layer's block scores, the way `config` scores, on each probe prompt."""
+    probed = []
+    for prompt in prompts:
+        n = prompt.input_ids.shape[1]
         probed.append(
             ProbedPrompt(
-                task=sample.task,
-                length=sample.length,
-                index=sample.index,
+                task=prompt.sample.task,
+                length=prompt.sample.length,
+                index=prompt.sample.index,
                 prompt_tokens=n,
-                layer_scores=layer_block_scores(loaded, ids, config),
-                needle_blocks=tuple(tuple(sorted({t // config.block_size for t in span})) for span in spans),
+                layer_scores=layer_block_scores(loaded, prompt.input_ids, config),
+                needle_blocks=tuple(tuple(sorted({t // config.block_size for t in span})) for span in prompt.needle_spans),
                 forced=forced_blocks(n, config.block_size, config.sink_tokens, config.window),
             )
         )

@@ -8,6 +8,7 @@ config under "config" (what `--config` reads) and the evidence under "calibratio
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -24,7 +25,8 @@ from ..eval.methods import Method
 from ..eval.metrics import score
 from ..eval.synthetic import make_sample
 from ..loading import LoadedModel
-from .probe import PROBE_SEED, PROBE_TASKS, probe
+from ..schedule import LayerPlan
+from .probe import PROBE_SEED, PROBE_TASKS, build_probe_prompts, probe
 from .search import Candidate, candidates, pareto_front, ranked_choices
 
 MIN_CONTEXT = 4096
@@ -37,7 +39,7 @@ class CalibrationSpec:
 
     lengths: tuple[int, ...]
     per_length: int = 12
-    verify_prompts: int = 6
+    verify_prompts: int = 9
     target_recall: float = 0.97
     max_flop_fraction: float = 1.0
     reference_tokens: int = 32768
@@ -96,6 +98,14 @@ def verify(
             "full": full, "slim": slim, "passed": slim >= full, "prompts": rows}
 
 
+def no_more_generous(candidate: Candidate, loser: Candidate, base: SlimConfig, num_layers: int, tokens: int) -> bool:
+    """Whether `candidate` keeps no more tokens than `loser` in any layer: after `loser` failed
+    verification, such a schedule is not worth a try (the next try must keep more somewhere)."""
+    base = dataclasses.replace(base, min_prompt_tokens=0)
+    kept = [LayerPlan.build(c.config(base), tokens, num_layers).kept_tokens for c in (candidate, loser)]
+    return all(a <= b for a, b in zip(*kept, strict=True))
+
+
 def calibrate(
     loaded: LoadedModel,
     base: SlimConfig,
@@ -111,8 +121,10 @@ def calibrate(
         raise UserError(f"model {loaded.name!r} has no tokenizer: calibration builds text prompts")
     check_lengths(loaded, spec.lengths)
     lengths = list(spec.lengths)
-    tick = progress(len(lengths) * spec.per_length, "probe") if progress else None
-    probed = probe(loaded, base, lengths, spec.per_length, tick)
+    tick = progress(len(lengths) * spec.per_length, "build probe prompts") if progress else None
+    prompts = build_probe_prompts(loaded, lengths, spec.per_length, tick)
+    tick = progress(len(prompts), "probe") if progress else None
+    probed = probe(loaded, base, prompts, tick)
     shape = ModelShape.from_hf_config(loaded.model.config)
     reference = min(spec.reference_tokens, loaded.max_context)
     found, singles = candidates(probed, base, shape, reference)
@@ -123,14 +135,20 @@ def calibrate(
             f"no schedule reaches recall {spec.target_recall} within {spec.max_flop_fraction} of full's FLOPs "
             f"(best recall {best.recall:.3f}): lower --target-recall or raise --max-flops"
         )
-    tried = []
-    for candidate in choices[: spec.max_tries]:
+    tried: list[dict[str, Any]] = []
+    failed: list[Candidate] = []
+    for candidate in choices:
+        if len(tried) == spec.max_tries:
+            break
+        if any(no_more_generous(candidate, loser, base, shape.layers, reference) for loser in failed):
+            continue
         tick = progress(2 * spec.verify_prompts, f"verify {candidate.keep_schedule}") if progress else None
         result = verify(loaded, candidate.config(base), max(lengths), spec.verify_prompts, tick)
         tried.append(result)
         if result["passed"]:
             break
-    else:
+        failed.append(candidate)
+    if not tried or not tried[-1]["passed"]:
         raise UserError(
             f"the {len(tried)} cheapest schedules at recall >= {spec.target_recall} answered fewer verification "
             "prompts than full: raise --target-recall or --tries"

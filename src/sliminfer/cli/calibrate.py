@@ -13,7 +13,7 @@ data): every layer's window attention ranks the prompt's blocks, and each candid
 (cut layer x keep fraction x score layers before the cut; also two cuts) is scored by the share
 of answer needles it keeps and by its prefill FLOPs at --reference-length. The cheapest one at
 --target-recall is then checked on --verify fresh prompts against full; if it answers fewer,
-the next is tried. Writes --out (read it back with `--config FILE` in generate, bench, eval and
+the next one that keeps more tokens somewhere is tried (up to --tries). Writes --out (read it back with `--config FILE` in generate, bench, eval and
 serve) and prints the recall-vs-FLOPs front.
 """
 
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="preset.json", metavar="FILE.json", help="where to write the preset (default preset.json)")
     parser.add_argument("--lengths", default=None, help="probe prompt lengths (default 8k,16k,32k within the model's context)")
     parser.add_argument("--prompts", type=int, default=12, help="probe prompts per length (default 12)")
-    parser.add_argument("--verify", type=int, default=6, help="verification prompts at the longest length (default 6)")
+    parser.add_argument("--verify", type=int, default=9, help="verification prompts at the longest length (default 9)")
     parser.add_argument("--target-recall", type=float, default=0.97, help="needle recall to reach (default 0.97)")
     parser.add_argument("--max-flops", type=float, default=1.0, help="largest prefill FLOP share of full to accept (default 1.0)")
     parser.add_argument("--reference-length", default="32k", help="length whose FLOPs rank candidates (default 32k, capped at the context)")
