@@ -354,4 +354,11 @@ PRESETS: dict[tuple[str, int, int], SlimConfig] = {
     # Llama-3.x-8B (32 layers) and Qwen2.5-7B (28 layers): speed-tuned on random weights.
     ("llama", 32, 4096): SlimConfig(preserve_layers=8, keep_schedule=((8, 0.25),)),
     ("qwen2", 28, 3584): SlimConfig(preserve_layers=7, keep_schedule=((7, 0.25),)),
+    # Qwen2.5-Coder-0.5B-Instruct (24 layers): 0.98 of full on RULER 16k-32k (H200, EVAL.md
+    # section 0, benchmarks/results/h200/qwen0.5b-ruler). Layer 11 is the first layer whose window
+    # attention finds ~all needles; `sliminfer calibrate` (same folder, preset.json) chose the
+    # cheaper 8:0.33,11:0.1 (0.38 of full's FLOPs), which kept 0.96 of full there.
+    ("qwen2", 24, 896): SlimConfig(
+        preserve_layers=12, keep_schedule=((12, 0.25),), score_layers=((11,),), unit_pool_kernel=3
+    ),
 }
