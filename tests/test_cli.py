@@ -52,6 +52,9 @@ def test_bad_config_values(capsys, tmp_path):
 
 def test_empty_and_too_long_prompts(capsys, tmp_path):
     assert_user_error(capsys, "prompt is empty", "generate", "--prompt", "")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  \n\t \n")
+    assert_user_error(capsys, "prompt is empty", "generate", "--prompt-file", str(blank))
     long_prompt = tmp_path / "long.txt"
     long_prompt.write_text("apple banana " * 5000)
     assert_user_error(capsys, "but the model's context is 8192 tokens", "generate", "--prompt-file", str(long_prompt))
@@ -64,6 +67,18 @@ def test_json_output_has_the_contract_keys(capsys):
     assert JSON_KEYS <= set(result)
     assert result["method"] == "full" and result["new_tokens"] <= 4 and len(result["kept_tokens_per_layer"]) == 30
     assert "Paris" in result["text"]
+
+
+def test_a_file_that_is_not_gguf_fails_before_any_conversion(capsys, tmp_path):
+    fake = tmp_path / "x.gguf"
+    fake.write_text("not a model")
+    code, _, err = run_cli(capsys, "generate", "--model", str(fake), "--prompt", "hi")
+    assert code == 2 and "is not a GGUF file" in err and "de-quantizing" not in err
+
+
+def test_short_prompts_are_labelled_unpruned(capsys):
+    code, _, err = run_cli(capsys, "generate", "--prompt", "The capital of France is", "--max-new-tokens", "2")
+    assert code == 0 and "[slim, unpruned (< min_prompt_tokens)]" in err
 
 
 def test_info_reports_model_and_default_config(capsys):

@@ -73,7 +73,10 @@ def test_slim_with_keep_everything_equals_full(tiny_llama):
 
 def test_slim_result_reports_pruning(tiny_llama):
     result = generate(tiny_llama, random_ids(200)[0].tolist(), sampling=SamplingParams(max_new_tokens=3, ignore_eos=True))
-    assert result.method == "slim" and result.kept_tokens_per_layer[-1] < 200
+    assert result.method == "slim" and result.kept_tokens_per_layer[-1] < 200 and result.pruned
+    short = TINY_SLIM.with_overrides(["min_prompt_tokens=201"])
+    unpruned = generate(tiny_llama, random_ids(200)[0].tolist(), config=short, sampling=SamplingParams(max_new_tokens=2))
+    assert not unpruned.pruned and unpruned.to_dict()["pruned"] is False
     assert result.kv_cache_bytes > 0 and result.ttft_s > 0 and result.total_s >= result.ttft_s
 
 
@@ -136,6 +139,9 @@ def test_bad_inputs_raise_clear_errors(tiny_llama):
 def test_generation_stops_at_the_context_limit(tiny_llama):
     result = generate(tiny_llama, [3] * 1020, method="full", sampling=SamplingParams(max_new_tokens=50, ignore_eos=True))
     assert result.new_tokens == 4 and result.finish_reason == "length"
+    assert "context limit" in result.finish_detail and "max_new_tokens=50" in result.finish_detail
+    asked = generate(tiny_llama, [3] * 20, method="full", sampling=SamplingParams(max_new_tokens=3, ignore_eos=True))
+    assert asked.finish_reason == "length" and asked.finish_detail is None
 
 
 def test_should_stop_cancels(tiny_llama):

@@ -228,3 +228,26 @@ def test_keep_mass_keeps_between_the_floor_and_the_schedule(tiny_llama, mass):
     torch.testing.assert_close(
         result.logits, reference_logits(tiny_llama.model, random_ids(n, seed=4), result.kept_positions), rtol=1e-4, atol=1e-4
     )
+
+
+def test_no_deprecated_cache_argument_warning(tiny_llama):
+    """Our layer calls use the cache keyword the installed transformers takes (`cache` or, in
+    5.17, `past_key_values`), so no FutureWarning about the old name is raised."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        run_prefill(tiny_llama, random_ids(200, seed=1), TINY_SLIM)
+        run_prefill(tiny_llama, random_ids(200, seed=1), dataclasses.replace(TINY_SLIM, prefill_chunk_tokens=64))
+
+
+def test_cache_argument_follows_the_signature():
+    from sliminfer.models import cache_argument
+
+    class Old:
+        def forward(self, hidden_states, past_key_values=None, **kwargs): ...
+
+    class New:
+        def forward(self, hidden_states, cache=None, **kwargs): ...
+
+    assert cache_argument(Old) == "past_key_values" and cache_argument(New) == "cache"

@@ -77,6 +77,9 @@ class GenerationResult:
     kept_tokens_per_layer: list[int]
     kv_cache_bytes: int
     kv: KVStats = field(default_factory=KVStats)
+    pruned: bool = False
+    finish_detail: str | None = None
+    """Why generation stopped where the reason alone does not say (the context limit)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +101,7 @@ def encode_prompt(loaded: LoadedModel, prompt: Prompt, chat: bool = False) -> li
                 raise UserError(f"model {loaded.name!r} has no chat template: use a plain text prompt")
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
             ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-    if not ids:
+    if not ids or (isinstance(prompt, str) and not prompt.strip()):
         raise EmptyPromptError()
     return ids
 
@@ -214,6 +217,18 @@ def _run(
         kept_tokens_per_layer=prefill.kept_tokens_per_layer,
         kv_cache_bytes=cache.kv_bytes(),
         kv=kv,
+        pruned=prefill.pruned,
+        finish_detail=context_limit_detail(len(prompt_ids), len(new_ids), budget, sampling.max_new_tokens, finish_reason),
+    )
+
+
+def context_limit_detail(prompt_tokens: int, new_tokens: int, budget: int, asked: int, finish_reason: str) -> str | None:
+    """A sentence when the context, not `max_new_tokens`, ended the generation."""
+    if finish_reason != "length" or budget >= asked:
+        return None
+    return (
+        f"stopped at the model's context limit: prompt {prompt_tokens} + {new_tokens} new tokens "
+        f"(max_new_tokens={asked} did not fit)"
     )
 
 

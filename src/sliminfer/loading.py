@@ -133,6 +133,9 @@ def _dequantized_folder(gguf: Path) -> Path:
     target = cache_root() / "models" / f"{gguf.stem}-{key}"
     if (target / "config.json").is_file():
         return target
+    with open(gguf, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise ModelNotFoundError(f"model file {str(gguf)!r} is not a GGUF file (no GGUF header)")
     logger.warning("de-quantizing %s once (cached in %s)", gguf.name, target)
     try:
         config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)

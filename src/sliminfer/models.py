@@ -3,13 +3,17 @@
 Llama (incl. Llama-3.x and SmolLM2), Qwen2/Qwen2.5 and Mistral share one decoder-layer and
 attention contract in transformers 5.x: `model.model.{embed_tokens, layers, norm,
 rotary_emb}` and `model.lm_head`, layers called as
-`layer(hidden, position_ids=, past_key_values=, position_embeddings=(cos, sin), **kwargs)`.
+`layer(hidden, position_ids=, <cache>=, position_embeddings=(cos, sin), **kwargs)`, where the
+cache argument is `past_key_values` up to transformers ~5.2x and `cache` after (the old name
+warns, then goes away in 5.40): `cache_argument` reads which one a layer takes.
 Their decoder layers are also built alike (pre-norm attention, then pre-norm MLP, each added
 to the residual stream), which `run_layer` relies on when it splits the MLP into token chunks.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -66,18 +70,18 @@ class ModelParts:
             return layer(
                 hidden,
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
                 position_embeddings=rope,
+                **{cache_argument(type(layer)): cache},
                 **attention_kwargs,
             )
         attended, _ = layer.self_attn(
             hidden_states=layer.input_layernorm(hidden),
             attention_mask=None,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             position_embeddings=rope,
+            **{cache_argument(type(layer.self_attn)): cache},
             **attention_kwargs,
         )
         residual = attended.add_(hidden)
@@ -89,6 +93,15 @@ class ModelParts:
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits `[batch, vocab]` of the last position of `[batch, n, hidden]`."""
         return self.lm_head(self.norm(hidden[:, -1:]))[:, -1].float()
+
+
+@functools.cache
+def cache_argument(module_class: type) -> str:
+    """The keyword `module_class.forward` takes the KV cache by: `cache` (newer transformers) or
+    `past_key_values` (5.17 and the releases around it). Passing the wrong one would not fail:
+    the cache would land in `**kwargs` and the layer would run without it."""
+    parameters = inspect.signature(module_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def check_supported(config: PretrainedConfig) -> None:

@@ -6,9 +6,12 @@ Shared by `bench` and `eval` so every result file has the same shape.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def write_json(path: str, data: Any) -> None:
@@ -63,6 +66,7 @@ def line_plot(
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        logger.warning("matplotlib is not installed: %s not written (pip install -e \".[plot]\")", os.path.basename(path))
         return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
     colors = plt.get_cmap("tab20").colors

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from .config import SlimConfig
 from .scoring import blocks_to_keep, forced_blocks, kept_block_count
 
+UNPRUNED_NOTE = "unpruned (< min_prompt_tokens)"
+"""How results label a slim run whose prompt was too short to prune."""
+
 
 @dataclass(frozen=True)
 class Cut:

@@ -53,3 +53,12 @@ def test_summarize_median_quartiles_and_range():
     assert (single.median, single.q1, single.q3, single.min, single.max) == (7.0,) * 5
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_unpruned_slim_rows_say_why():
+    from sliminfer.bench.results import row_note
+
+    assert row_note("slim", [1024] * 4, 1024, None) == "unpruned (< min_prompt_tokens)"
+    assert row_note("slim", [1024, 256, 256, 256], 1024, None) is None
+    assert row_note("hf", [1024] * 4, 1024, "random weights") == "random weights"
+    assert row_note("slim", [1024] * 4, 1024, "random weights") == "random weights; unpruned (< min_prompt_tokens)"

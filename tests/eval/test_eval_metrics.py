@@ -93,3 +93,11 @@ def test_code_similarity_uses_first_code_line():
 def test_longbench_scorers_take_the_best_reference():
     assert score("qa_f1", "Paris", ["London", "Paris"]) == 1.0
     assert score("rouge", "a b c", []) == 0.0
+
+
+def test_cost_table_marks_unpruned_slim():
+    from sliminfer.eval.summary import is_unpruned_slim
+
+    assert is_unpruned_slim([{"config": {"keep_schedule": [[1, 0.5]]}, "prefill_fraction": 1.0}])
+    assert not is_unpruned_slim([{"config": {"keep_schedule": [[1, 0.5]]}, "prefill_fraction": 0.4}])
+    assert not is_unpruned_slim([{"config": None, "prefill_fraction": 1.0}])

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..report import line_plot, markdown_table, read_json, write_json
+from ..schedule import UNPRUNED_NOTE
 from .flops import ModelShape, flop_floor_s, full_prefill_flops, prefill_flops
 from .harness import summarize
 from .methods import METHODS, Sample
@@ -111,7 +112,7 @@ class BenchResults:
             "ttft_over_floor": None,
             "ttft_speedup_vs_hf": None,
             "e2e_speedup_vs_hf": None,
-            "note": self.data["note"],
+            "note": row_note(cell["method"], kept, length, self.data["note"]),
         }
         light = self.data.get("speed_of_light")
         if light:
@@ -199,6 +200,15 @@ def render_table(rows: list[dict[str, Any]], title: str, data: dict[str, Any]) -
         for row in rows
     ]
     return "\n\n".join(lines) + "\n\n" + markdown_table(TABLE_HEADERS, body)
+
+
+def row_note(method: str, kept_tokens_per_layer: list[int], length: int, model_note: str | None) -> str | None:
+    """The note column: the model's note, and for a slim row that pruned nothing, why (its
+    prompt is below `min_prompt_tokens`), so a ~1x row is not read as slim being slow."""
+    notes = [model_note] if model_note else []
+    if method.startswith("slim") and all(k == length for k in kept_tokens_per_layer):
+        notes.append(UNPRUNED_NOTE)
+    return "; ".join(notes) or None
 
 
 def plot_series(

@@ -9,22 +9,25 @@ import sys
 from ..errors import UserError
 from ..generate import METHODS, SamplingParams, generate
 from ..loading import load_model
+from ..schedule import UNPRUNED_NOTE
 from .options import add_config_options, add_model_options, resolve_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("generate", help="generate text for one prompt")
+    parser = subparsers.add_parser(
+        "generate", help="generate text for one prompt", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     add_model_options(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompt", help="prompt text (default: read stdin)")
     source.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--method", choices=METHODS, default="slim")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate at most")
+    parser.add_argument("--method", choices=METHODS, default="slim", help="slim prunes; full is the plain model")
     parser.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    parser.add_argument("--top-k", type=int, default=0, help="0 = no limit")
+    parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     add_config_options(parser)
@@ -66,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print()
+        if result.finish_detail:
+            print(f"note: {result.finish_detail}", file=sys.stderr)
+        label = result.method if result.pruned or result.method == "full" else f"{result.method}, {UNPRUNED_NOTE}"
         print(
-            f"[{result.method}] prompt {result.prompt_tokens} tok, {result.new_tokens} new, "
+            f"[{label}] prompt {result.prompt_tokens} tok, {result.new_tokens} new, "
             f"TTFT {result.ttft_s:.3f} s, total {result.total_s:.3f} s, "
             f"kept in last layer {result.kept_tokens_per_layer[-1]}, KV {result.kv_cache_bytes / 2**20:.1f} MiB",
             file=sys.stderr,

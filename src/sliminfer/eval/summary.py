@@ -14,6 +14,7 @@ from statistics import mean
 from typing import Any
 
 from ..report import line_plot, markdown_table
+from ..schedule import UNPRUNED_NOTE
 from .methods import Method
 from .results import config_key
 
@@ -108,6 +109,11 @@ def _depth_table(records: Sequence[dict[str, Any]], labels: Sequence[str]) -> st
     return "\n## Pass key by needle depth\n\n" + markdown_table(["length", "depth", *labels], rows)
 
 
+def is_unpruned_slim(group: Sequence[dict[str, Any]]) -> bool:
+    """Slim records that computed every token: their prompts were below `min_prompt_tokens`."""
+    return all(r["config"] is not None and r["prefill_fraction"] == 1.0 for r in group)
+
+
 def _cost_table(records: Sequence[dict[str, Any]], labels: Sequence[str], lengths: Sequence[int]) -> str:
     rows = []
     for length in lengths:
@@ -121,9 +127,10 @@ def _cost_table(records: Sequence[dict[str, Any]], labels: Sequence[str], length
                         round(mean(r["prompt_tokens"] for r in group)),
                         mean(r["prefill_fraction"] for r in group),
                         mean(r["ttft_s"] for r in group),
+                        UNPRUNED_NOTE if is_unpruned_slim(group) else "",
                     ]
                 )
-    header = ["length", "method", "prompt tokens", "prefill token share", "TTFT s"]
+    header = ["length", "method", "prompt tokens", "prefill token share", "TTFT s", "note"]
     return "\n## Cost (TTFT is wall time on the machine that ran it; see environment)\n\n" + markdown_table(
         header, rows
     )
