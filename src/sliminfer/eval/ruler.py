@@ -20,11 +20,10 @@ import random
 import uuid
 from collections.abc import Callable
 
-from ..errors import UserError
 from .haystack import noise_sentences, place_needles
 from .ruler_data import essay_sentences, qa_set
 from .sample import Sample
-from .synthetic import Draft, SyntheticTask, _key, draw_cwe, draw_vartrack, make_sample
+from .synthetic import Draft, SyntheticSource, SyntheticTask, _key, draw_cwe, draw_vartrack
 
 NIAH_TEMPLATE = (
     "Some special magic {kind} are hidden within the following text. Make sure to memorize it. "
@@ -143,19 +142,7 @@ TASKS: dict[str, SyntheticTask] = {
 }
 
 
-class RulerSource:
-    """RULER samples on demand, sized with `count_tokens` (the model's tokenizer and format)."""
-
-    def __init__(self, count_tokens: Callable[[Sample], int], seed: int = 0) -> None:
-        self.count_tokens = count_tokens
-        self.seed = seed
-
-    def available(self, task: str) -> int | None:
-        """None: every task is generated (QA draws its items from thousands)."""
-        if task not in TASKS:
-            raise UserError(f"ruler task {task!r}: must be one of {list(TASKS)}")
-        return None
-
-    def sample(self, task: str, length: int, index: int) -> Sample:
-        return make_sample(task, length, index, self.count_tokens, seed=self.seed, tasks=TASKS)
-
+def ruler_source(count_tokens: Callable[[Sample], int], seed: int = 0) -> SyntheticSource:
+    """RULER samples on demand, sized with `count_tokens` (the model's tokenizer and format);
+    every task is generated, QA drawing its items from thousands."""
+    return SyntheticSource(count_tokens, seed=seed, tasks=TASKS, suite="ruler")

@@ -266,20 +266,30 @@ def make_sample(
 
 
 class SyntheticSource:
-    """Synthetic samples on demand, sized with `count_tokens` (the model's tokenizer and format)."""
+    """Generated samples on demand, sized with `count_tokens` (the model's tokenizer and format).
+
+    `tasks` is the task table: this suite's `TASKS` by default, the ruler suite's for RULER.
+    """
 
     def __init__(
-        self, count_tokens: Callable[[Sample], int], seed: int = 0, haystack: str | None = None
+        self,
+        count_tokens: Callable[[Sample], int],
+        seed: int = 0,
+        haystack: str | None = None,
+        tasks: dict[str, SyntheticTask] | None = None,
+        suite: str = "synthetic",
     ) -> None:
         self.count_tokens = count_tokens
         self.seed = seed
         self.haystack = haystack
+        self.tasks = tasks or TASKS
+        self.suite = suite
 
     def available(self, task: str) -> int | None:
         """None: a generator has no limit on the number of samples."""
-        if task not in TASKS:
-            raise UserError(f"synthetic task {task!r}: must be one of {list(TASKS)}")
+        if task not in self.tasks:
+            raise UserError(f"{self.suite} task {task!r}: must be one of {list(self.tasks)}")
         return None
 
     def sample(self, task: str, length: int, index: int) -> Sample:
-        return make_sample(task, length, index, self.count_tokens, seed=self.seed, haystack=self.haystack)
+        return make_sample(task, length, index, self.count_tokens, seed=self.seed, haystack=self.haystack, tasks=self.tasks)
