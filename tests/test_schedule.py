@@ -101,3 +101,21 @@ def test_bad_scoring_knobs_name_the_key(assignment, message):
 def test_keep_mass_refuses_sized_buffers():
     with pytest.raises(ConfigError, match="keep_mass"):
         SlimConfig(keep_mass=0.9, decode_budget=0.5)
+
+
+def test_decode_selection_reads_the_plans_decode_score_layer():
+    """A cut at layer 2 scored by layers 0 and 1: decode scores with the deeper one (1), which
+    stays resident, and manages the cut's layers."""
+    import torch
+
+    from sliminfer.offload.selection import DecodePlan
+
+    config = SlimConfig(**{**BASE, "block_size": 4, "unit_size": 2, "window": 2, "sink_tokens": 1},
+                        preserve_layers=2, keep_schedule=((2, 0.5),), score_layers=((0, 1),), decode_budget=0.5)
+    kept = torch.tensor([[b * 4 + t for b in (0, 2, 5, 7) for t in range(4)]])
+    positions = [torch.arange(32)[None]] * 2 + [kept] * 2
+    plan = DecodePlan.from_prefill(positions, config)
+    (group,) = plan.groups
+    assert group.score_layer == 1 and group.layers == (2, 3)
+    assert group.candidates.tolist() == [0, 2, 5, 7]
+    assert plan.forward_state().score_layers == {1}
