@@ -43,8 +43,7 @@ class SlimConfig:
         sink_tokens: the first prompt tokens, always kept (attention sinks).
         unit_pooling: `score_max` (default) pools per-token attention probabilities over the
             unit by their max, `score_mean` by their mean; `key_mean` scores one representative
-            (mean) key per unit (the paper), which kept fewer answers on the embedded model
-            (EVAL.md) at the same speed.
+            (mean) key per unit (the paper), which averages a short needle away.
         block_scoring: a block's score from its units' scores: `max` (the paper) or `mean`.
         score_layers: per cut of `keep_schedule`, the layers whose window attention scores it,
             e.g. `((3,), (9, 11))`; any layers before the cut (they already ran: no predictor).
@@ -63,9 +62,8 @@ class SlimConfig:
             schedule's keep fraction (the cap) nor fewer than `min_keep_tokens` (the floor).
             Kept counts then depend on the prompt, so it cannot be combined with decode-time
             selection or offload, whose buffers are sized from the schedule.
-        min_prompt_tokens: prompts shorter than this run unpruned. Short prefills are cheap,
-            and on the embedded model pruning ~2k-token prompts lost pass keys that full
-            finds 5 times of 5, while from ~4k on it kept them (EVAL.md).
+        min_prompt_tokens: prompts shorter than this run unpruned: short prefills are cheap,
+            and a cut there leaves too little context around the needles.
         min_keep_tokens: every cut keeps at least this many prompt tokens, whatever its keep
             fraction: what a question needs from its context (a few needles, their
             surroundings) does not shrink with the prompt, so short prompts keep a larger share.
@@ -74,9 +72,10 @@ class SlimConfig:
             retained blocks (exact: no decode-time selection).
         gamma: overlap threshold of the swap policy; a new active set is swapped in only when
             |new & resident| / |new| < gamma. 0 never swaps (keeps the first choice).
-        cuda_graph_decode: on CUDA, replay each decode step as one CUDA graph when the step
-            does not change shape (no decode-time selection, no offload); removes the Python
-            launch overhead that dominates eager decoding.
+        cuda_graph_decode: on CUDA, replay each decode step as one CUDA graph once the step
+            no longer changes shape (always without a KV manager; with decode-time selection or
+            offload, once the resident sets are static); removes the Python launch overhead
+            that dominates eager decoding.
         kv_offload: `cpu` keeps the retained prompt KV of slim layers in pinned CPU memory and
             only the active blocks on the accelerator; `none` keeps everything on it. Like
             `decode_budget`, it applies only to pruned prompts (>= `min_prompt_tokens`).
@@ -354,10 +353,10 @@ PRESETS: dict[tuple[str, int, int], SlimConfig] = {
     # Llama-3.x-8B (32 layers) and Qwen2.5-7B (28 layers): speed-tuned on random weights.
     ("llama", 32, 4096): SlimConfig(preserve_layers=8, keep_schedule=((8, 0.25),)),
     ("qwen2", 28, 3584): SlimConfig(preserve_layers=7, keep_schedule=((7, 0.25),)),
-    # Qwen2.5-Coder-0.5B-Instruct (24 layers): 0.98 of full on RULER 16k-32k (H200, EVAL.md
-    # section 0, benchmarks/results/h200/qwen0.5b-ruler). Layer 11 is the first layer whose window
-    # attention finds ~all needles; `sliminfer calibrate` (same folder, preset.json) chose the
-    # cheaper 8:0.33,11:0.1 (0.38 of full's FLOPs), which kept 0.96 of full there.
+    # Qwen2.5-Coder-0.5B-Instruct (24 layers), from the RULER runs in
+    # benchmarks/results/h200/qwen0.5b-ruler (EVAL.md section 0): layer 11 is the first layer
+    # whose window attention finds ~all needles; `calibrate`'s cheaper pick (preset.json there)
+    # kept less of full's score than this one.
     ("qwen2", 24, 896): SlimConfig(
         preserve_layers=12, keep_schedule=((12, 0.25),), score_layers=((11,),), unit_pool_kernel=3
     ),

@@ -2,12 +2,12 @@
 
 Why our own SDPA call rather than HF's `sdpa_attention_forward`: with `attention_mask=None`,
 `q_len > 1` and `kv_len > q_len`, HF assumes an empty static cache and crops the keys to the
-first `q_len` tokens (DESIGN.md 4.4). Our layers hold different numbers of tokens, so we build
+first `q_len` tokens. Our layers hold different numbers of tokens, so we build
 causality from the actual lengths: queries are always the *last* `q_len` positions of the keys
 (bottom-right aligned causal mask).
 
 On CUDA the cuDNN backend is put first: on an H100 it runs causal GQA attention about twice as
-fast as the flash backend (PEERS.md 9.2).
+fast as the flash backend (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 It decides nothing (the manager does); it copies and records bytes and time. On CUDA every
 copy runs on one side stream and ends with an event; on CPU the same code runs synchronously.
 
-Stream invariants (DESIGN.md 4.3, kept from HF's offloading, in vLLM's block-copy form):
+Stream invariants (kept from HF's offloading, in vLLM's block-copy form):
 1. A copy never overwrites a buffer before the compute that last read it: each job first makes
    the side stream wait for an event recorded on the compute stream at submission time.
 2. Compute never reads a destination before its copy landed: `wait(ticket)` makes the compute
@@ -13,7 +13,7 @@ Stream invariants (DESIGN.md 4.3, kept from HF's offloading, in vLLM's block-cop
    pinned index rows are rewritten only after its previous job's event, long complete by then
    (the next selection already read results computed after that job).
 
-Coalescing: PCIe runs near line rate only for copies of >= 2 MB (PEERS.md 9.4), and one block
+Coalescing: PCIe runs near line rate only for copies of >= 2 MB, and one block
 of one layer is ~256 KiB (Llama-3.1-8B, 64-token blocks, bf16). A job copies each run of
 consecutive block ids as ONE host-to-device copy (a block's K and V are contiguous in the store,
 and so are consecutive blocks) into a device staging buffer, then scatters all of them into
