@@ -8,8 +8,8 @@ step (the worst case for overlap); `gamma=0` keeps the first step's choice (the 
 no copies after the initial fill, the best case).
 
 Variants per prompt length (128 new tokens, EOS ignored):
-  hf          plain transformers `model.generate` (bench.methods.run_hf: its own TTFT forward,
-              then generate; decode ms/token from generate's first-token time)
+  hf          plain transformers `model.generate` (bench.measure.run_hf: TTFT, decode and end
+              to end from one generate call)
   slim        sliminfer slim prefill + CUDA-graph decode, KV all on the GPU
   slim-eager  the same with eager decode (what the offload path runs while it may still swap:
               the comparison that isolates the manager's cost)
@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from sliminfer.bench.harness import peak_memory_bytes, reset_peak_memory, timed
-from sliminfer.bench.methods import run_hf
+from sliminfer.bench.measure import run_hf
 from sliminfer.bench.random_models import build_random_model
 from sliminfer.envinfo import environment
 from sliminfer.generate import SamplingParams, generate

@@ -13,12 +13,13 @@ import statistics
 
 import torch
 
-from sliminfer.bench.flops import ModelShape, ideal_speedup
+from sliminfer.bench.flops import ideal_speedup
 from sliminfer.bench.harness import alternate, timed, warm_up
 from sliminfer.bench.prompts import TextPrompts
 from sliminfer.bench.random_models import RANDOM_WEIGHTS_NOTE, build_random_model
 from sliminfer.envinfo import environment
 from sliminfer.generate import SamplingParams, generate
+from sliminfer.models import ModelShape
 from sliminfer.report import markdown_table, write_json
 
 SCHEDULES = {

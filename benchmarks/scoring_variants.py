@@ -19,12 +19,12 @@ import json
 import sys
 import time
 
-from sliminfer.bench.flops import ModelShape
 from sliminfer.calibration.probe import build_probe_prompts, probe
 from sliminfer.calibration.search import candidates, ranked_choices, recall
 from sliminfer.cli.options import parse_lengths
 from sliminfer.envinfo import environment
 from sliminfer.loading import load_model
+from sliminfer.models import ModelShape
 
 VARIANTS: dict[str, list[str]] = {
     "base (mean heads, score_max, window 32)": [],

@@ -240,7 +240,7 @@ def check_kv_share(answers: list[Row], slim: dict[str, Row]) -> int:
 
 def scored_rows(answers: list[Row], records: dict[str, dict[str, Row]]) -> list[Row]:
     """Per prompt present for all three methods: cell, depth, expected, answers and scores."""
-    from sliminfer.eval.metrics import score
+    from sliminfer.eval.scorers import score
 
     rows = []
     for a in answers:

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from sliminfer.attention import use_sliminfer_attention
-from sliminfer.bench.flops import ModelShape
 from sliminfer.cache import SlimCache
 from sliminfer.calibration.probe import ProbedPrompt, layer_block_scores, needle_token_spans
 from sliminfer.calibration.run import check_lengths, check_output_path, no_more_generous
@@ -20,6 +19,7 @@ from sliminfer.calibration.search import (
 from sliminfer.cli.main import main
 from sliminfer.config import SlimConfig, load_config_file
 from sliminfer.errors import UserError
+from sliminfer.models import ModelShape
 from sliminfer.prefill import slim_prefill
 from sliminfer.scoring import forced_blocks
 from tiny import TINY_SLIM, random_ids

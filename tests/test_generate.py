@@ -1,17 +1,19 @@
+import warnings
+
 import pytest
 import torch
 
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
+from sliminfer.decode import decode_step
 from sliminfer.decode_graph import GraphedDecoder
 from sliminfer.errors import EmptyPromptError, PromptTooLongError, UserError
-from sliminfer.generate import SamplingParams, decode_step, generate
+from sliminfer.generate import SamplingParams, generate
 from sliminfer.models import model_parts
 from sliminfer.prefill import slim_prefill
 from sliminfer.sampling import sample_next_token
 from sliminfer.streaming import TextStream
-from test_prefill import reference_logits
-from tiny import TINY_SLIM, random_ids
+from tiny import TINY_SLIM, random_ids, reference_logits
 
 
 def test_full_generation_equals_hf_greedy(tiny):
@@ -122,8 +124,9 @@ def test_text_stream_without_stop_flushes_on_close():
 
 
 def test_bad_inputs_raise_clear_errors(tiny_llama):
-    with pytest.raises(EmptyPromptError):
-        generate(tiny_llama, [])
+    for blank in ([], "", " \n\t ", [{"role": "user", "content": "  \n"}]):
+        with pytest.raises(EmptyPromptError):
+            generate(tiny_llama, blank)
     with pytest.raises(PromptTooLongError, match="prompt is 1025 tokens but the model's context is 1024 tokens"):
         generate(tiny_llama, [1] * 1025)
     with pytest.raises(UserError, match="method='fast'"):
@@ -147,3 +150,14 @@ def test_generation_stops_at_the_context_limit(tiny_llama):
 def test_should_stop_cancels(tiny_llama):
     result = generate(tiny_llama, [5] * 20, sampling=SamplingParams(max_new_tokens=50, ignore_eos=True), should_stop=lambda: True)
     assert result.finish_reason == "cancelled" and result.new_tokens == 1
+
+
+def test_generation_raises_no_future_warning(tiny_llama):
+    """Every model call passes the cache by the keyword the installed transformers takes (the
+    old `past_key_values` warns from transformers 5.2x on and goes away in 5.40)."""
+    ids = random_ids(200, seed=2)[0].tolist()
+    offload = TINY_SLIM.with_overrides(["kv_offload=cpu", "decode_budget=0.5"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        for method, config in (("full", TINY_SLIM), ("slim", TINY_SLIM), ("slim", offload)):
+            generate(tiny_llama, ids, method=method, config=config, sampling=SamplingParams(max_new_tokens=3))

@@ -12,7 +12,7 @@ from sliminfer.prefill import slim_prefill
 from sliminfer.schedule import LayerPlan
 from sliminfer.scoring import block_scores, forced_blocks, pool_units, select_blocks, window_unit_scores
 from sliminfer.state import ForwardState
-from tiny import TINY_SLIM, random_ids
+from tiny import TINY_SLIM, random_ids, reference_logits
 
 
 def run_prefill(loaded, ids, config):
@@ -20,33 +20,6 @@ def run_prefill(loaded, ids, config):
     with torch.inference_mode(), use_sliminfer_attention(loaded.model):
         result = slim_prefill(loaded.model, ids, cache, config)
     return result, cache
-
-
-def causal_float_mask(n):
-    mask = torch.full((n, n), float("-inf")).triu(1)
-    return mask.view(1, 1, n, n)
-
-
-@torch.inference_mode()
-def reference_logits(model, ids, kept_positions):
-    """Stock HF layers with eager attention and an explicit mask, on exactly the kept tokens."""
-    inner = model.model
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        hidden = inner.embed_tokens(ids)
-        current = torch.arange(ids.shape[1])
-        for layer, wanted in zip(inner.layers, kept_positions, strict=True):
-            keep = torch.isin(current, wanted[0])
-            hidden, current = hidden[:, keep], current[keep]
-            assert torch.equal(current, wanted[0])
-            rope = inner.rotary_emb(hidden, current[None])
-            hidden = layer(
-                hidden, attention_mask=causal_float_mask(len(current)), position_ids=current[None], position_embeddings=rope
-            )
-        return model.lm_head(inner.norm(hidden))[:, -1].float()
-    finally:
-        model.set_attn_implementation(previous)
 
 
 @pytest.mark.parametrize("n", [1, 37, 200])

@@ -1,15 +1,17 @@
 """Decode steps replayed as one CUDA graph: the speed decision for decoding, in one place.
 
 An eager decode step of an 8B model launches hundreds of small kernels from Python and is
-launch-bound (tens of ms per token) far above its memory-bandwidth floor (~5-10 ms on an
-H100, PEERS.md 9.4). Capturing the step once and replaying it removes the launch overhead.
+launch-bound: tens of ms per token, far above the time its weights and KV take to read.
+Capturing the step once and replaying it removes the launch overhead.
 
 A graph needs fixed shapes and addresses, so during graphed decoding every layer writes its
 new K/V into slot `lengths[i]` of its preallocated `SlimLayer` buffers (through
 `GraphStepCache`) and attends to the whole buffer with the invalid tail masked
 (`ForwardState.kv_valid_lengths`). The per-layer lengths (valid slots once the step's token
-is written) live on the device and advance inside the graph. Used only when nothing changes between steps: CUDA, batch 1, no decode-time
-block selection, no offload.
+is written) live on the device and advance inside the graph. Graphs take over from eager
+decoding once nothing changes between steps any more (CUDA, batch 1; with decode-time block
+selection or offload, once the manager's resident sets are static): `decode.graph_may_take_over`
+is that rule.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from transformers.cache_utils import Cache
 
 from .cache import SlimCache
+from .metrics import KVStats
 from .models import ModelParts
 from .state import ForwardState
 
@@ -112,8 +115,10 @@ class GraphedDecoder:
         self.steps += 1
         return logits
 
-    def finish(self) -> None:
-        """Tell the cache's layers how many slots the replayed steps filled."""
+    def finish(self) -> KVStats:
+        """Tell the cache's layers how many slots the replayed steps filled. A graphed step moves
+        no KV, so its stats are empty (the decoder it took over from reports the cache's)."""
         for layer in self.cache.layers:
             layer.set_length(layer.length + self.steps)
         self.steps = 0
+        return KVStats()

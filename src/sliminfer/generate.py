@@ -1,10 +1,11 @@
 """Prefill + decode loop: sampling, stopping, streaming, timing.
 
 `generate` is the one entry point the CLI, bench, eval and server share. Both methods run the
-same code: `full` prefills without pruning, `slim` with the config's keep schedule. Decoding
-calls the model's decoder layers one token at a time on the per-layer `SlimCache`; with a
-decode budget or `kv_offload="cpu"` an `OffloadManager` chooses each step's active prompt
-blocks and keeps the slim layers' resident sets (see `offload/`).
+same code: `full` prefills without pruning, `slim` with the config's keep schedule. Then each
+sampled token either ends the generation (`StopRule`) or is decoded by a `decode.Decoding`,
+which owns the per-step work: eager steps on the per-layer `SlimCache` (with the
+`OffloadManager` when there is a decode budget or `kv_offload="cpu"`), then CUDA-graph replays
+once the step can no longer change.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ import torch
 from .attention import use_sliminfer_attention
 from .cache import SlimCache
 from .config import SlimConfig
-from .decode_graph import WARMUP_STEPS, GraphedDecoder
+from .decode import Decoding, EagerDecoder, prepare_manager
 from .errors import EmptyPromptError, PromptTooLongError, UserError
 from .loading import LoadedModel
+from .methods import GENERATE_KINDS
 from .metrics import KVStats
-from .models import ModelParts, model_parts
-from .offload import OffloadManager, uses_manager
-from .prefill import slim_prefill
+from .models import model_parts
+from .prefill import PrefillResult, slim_prefill
 from .sampling import sample_next_token
-from .schedule import prunes
 from .streaming import TextStream
 
-METHODS = ("slim", "full")
 Prompt = str | list[int] | list[dict[str, str]]
 
 
@@ -86,7 +85,13 @@ class GenerationResult:
 
 
 def encode_prompt(loaded: LoadedModel, prompt: Prompt, chat: bool = False) -> list[int]:
-    """Token ids of `prompt`: ids as given, messages or `chat=True` text through the chat template."""
+    """Token ids of `prompt`: ids as given, messages or `chat=True` text through the chat template.
+
+    Raises `EmptyPromptError` for no ids, and for text or messages with nothing but whitespace
+    (special tokens or a chat template would otherwise give the model something to continue).
+    """
+    if _is_blank(prompt):
+        raise EmptyPromptError()
     if isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
         ids = list(prompt)
     else:
@@ -101,9 +106,16 @@ def encode_prompt(loaded: LoadedModel, prompt: Prompt, chat: bool = False) -> li
                 raise UserError(f"model {loaded.name!r} has no chat template: use a plain text prompt")
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
             ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-    if not ids or (isinstance(prompt, str) and not prompt.strip()):
+    if not ids:
         raise EmptyPromptError()
     return ids
+
+
+def _is_blank(prompt: Prompt) -> bool:
+    if isinstance(prompt, str):
+        return not prompt.strip()
+    messages = [m for m in prompt if isinstance(m, dict)]
+    return bool(messages) and all(not str(m.get("content") or "").strip() for m in messages)
 
 
 def generate(
@@ -117,109 +129,119 @@ def generate(
     on_text: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> GenerationResult:
-    """Generate a continuation of `prompt` with SlimInfer pruning (`slim`) or without (`full`)."""
-    if method not in METHODS:
-        raise UserError(f"method={method!r}: must be one of {list(METHODS)}")
+    """Generate a continuation of `prompt` with SlimInfer pruning (`slim`) or without (`full`).
+
+    `on_text` receives the text as it is decoded, in pieces (no newline added: e.g.
+    `lambda text: print(text, end="", flush=True)`); `should_stop` is polled after each token.
+    """
+    if method not in GENERATE_KINDS:
+        raise UserError(f"method={method!r}: must be one of {list(GENERATE_KINDS)}")
     sampling = sampling or SamplingParams()
     config = config or loaded.default_config
     prompt_ids = encode_prompt(loaded, prompt, chat)
     if len(prompt_ids) > loaded.max_context:
         raise PromptTooLongError(len(prompt_ids), loaded.max_context)
-    parts = model_parts(loaded.model)
     slim_config = config if method == "slim" else None
     if slim_config is not None:
-        slim_config.check_model(parts.num_layers)
+        slim_config.check_model(loaded.model.config.num_hidden_layers)
     room = loaded.max_context - len(prompt_ids)
     budget = min(sampling.max_new_tokens, room) if room > 0 else 1
+    stream = TextStream(loaded.tokenizer, sampling.stop, on_text)
+    stop = StopRule(set() if sampling.ignore_eos else _eos_ids(loaded), stream, budget, should_stop)
     with torch.inference_mode(), use_sliminfer_attention(loaded.model):
-        return _run(loaded, parts, prompt_ids, config, slim_config, sampling, budget, on_text, should_stop, method)
+        run = _run(loaded, prompt_ids, slim_config, config.cuda_graph_decode, sampling, stop)
+    decode_tokens = max(len(run.new_ids) - 1, 1)
+    return GenerationResult(
+        text=stream.text,
+        token_ids=run.new_ids,
+        prompt_tokens=len(prompt_ids),
+        new_tokens=len(run.new_ids),
+        finish_reason=run.finish_reason,
+        ttft_s=run.ttft_s,
+        total_s=run.total_s,
+        decode_ms_per_token=1000.0 * (run.total_s - run.ttft_s) / decode_tokens,
+        method=method,
+        config=config.to_dict(),
+        kept_tokens_per_layer=run.prefill.kept_tokens_per_layer,
+        kv_cache_bytes=run.kv_cache_bytes,
+        kv=run.kv,
+        pruned=run.prefill.pruned,
+        finish_detail=context_limit_detail(
+            len(prompt_ids), len(run.new_ids), budget, sampling.max_new_tokens, run.finish_reason
+        ),
+    )
+
+
+@dataclass
+class StopRule:
+    """Collects the sampled tokens and says when the generation ends: at EOS (not part of the
+    output), a stop string in the streamed text, the token budget, or a cancel request."""
+
+    eos_ids: set[int]
+    stream: TextStream
+    budget: int
+    should_stop: Callable[[], bool] | None = None
+    new_ids: list[int] = field(default_factory=list)
+
+    def add(self, token_id: int) -> str | None:
+        """Take one sampled token; returns the finish reason if the generation ends here, else None."""
+        if token_id in self.eos_ids:
+            return "stop"
+        self.new_ids.append(token_id)
+        if self.stream.push(token_id):
+            return "stop"
+        if len(self.new_ids) >= self.budget:
+            return "length"
+        if self.should_stop is not None and self.should_stop():
+            return "cancelled"
+        return None
+
+
+@dataclass
+class _Run:
+    """What one prefill + decode produced, before it becomes a `GenerationResult`."""
+
+    prefill: PrefillResult
+    new_ids: list[int]
+    finish_reason: str
+    ttft_s: float
+    total_s: float
+    kv: KVStats
+    kv_cache_bytes: int
 
 
 def _run(
     loaded: LoadedModel,
-    parts: ModelParts,
     prompt_ids: list[int],
-    config: SlimConfig,
     slim_config: SlimConfig | None,
+    graphs: bool,
     sampling: SamplingParams,
-    budget: int,
-    on_text: Callable[[str], None] | None,
-    should_stop: Callable[[], bool] | None,
-    method: str,
-) -> GenerationResult:
+    stop: StopRule,
+) -> _Run:
+    """Prefill, then sample and decode until `stop` says why it ends; times TTFT and total."""
     device = loaded.device
-    generator = None
-    if sampling.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(sampling.seed)
-    stream = TextStream(loaded.tokenizer, sampling.stop, on_text)
-    eos_ids = set() if sampling.ignore_eos else _eos_ids(loaded)
-    cache = SlimCache(parts.num_layers, reserve_tokens=budget)
-    input_ids = torch.tensor([prompt_ids], device=device)
-    manager = prepare_manager(loaded, slim_config, len(prompt_ids), budget)
-
+    parts = model_parts(loaded.model)
+    generator = None if sampling.seed is None else torch.Generator(device=device).manual_seed(sampling.seed)
+    cache = SlimCache(parts.num_layers, reserve_tokens=stop.budget)
+    manager = prepare_manager(loaded, slim_config, len(prompt_ids), stop.budget)
     start = _now(device)
-    prefill = slim_prefill(loaded.model, input_ids, cache, slim_config)
-    logits = prefill.logits
-    if manager is not None:
-        manager.attach(cache.layers, prefill.kept_positions)
-    # Without a manager every step has the same shape; with one, once `manager.is_static()`
-    # (gamma=0, resident sets filled, no copy pending): from then on a step can be a CUDA graph.
-    use_graph = device.type == "cuda" and config.cuda_graph_decode
-    decoder = None
-    ttft_s = finish_reason = None
-    new_ids: list[int] = []
+    prefill = slim_prefill(loaded.model, torch.tensor([prompt_ids], device=device), cache, slim_config)
+    eager = EagerDecoder(parts, cache, len(prompt_ids), prefill.kept_positions, manager)
+    decoder = Decoding(eager, max_steps=stop.budget - 1, graphs=device.type == "cuda" and graphs)
+    logits, ttft_s, finish_reason = prefill.logits, None, None
     while finish_reason is None:
         token = sample_next_token(
             logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p, generator=generator
         )
-        token_id = int(token[0])
         if ttft_s is None:
             ttft_s = _now(device) - start
-        if token_id in eos_ids:
-            finish_reason = "stop"
-            break
-        new_ids.append(token_id)
-        if stream.push(token_id):
-            finish_reason = "stop"
-        elif len(new_ids) >= budget:
-            finish_reason = "length"
-        elif should_stop is not None and should_stop():
-            finish_reason = "cancelled"
-        else:
-            position = len(prompt_ids) + len(new_ids) - 1
-            steps_left = budget - len(new_ids)
-            if decoder is None and use_graph and steps_left > WARMUP_STEPS and (manager is None or manager.is_static()):
-                decoder = GraphedDecoder(parts, cache, position)
-            if decoder is not None:
-                logits = decoder.step(token.view(1, 1))
-            else:
-                logits = decode_step(parts, token.view(1, 1), position, cache, manager)
-    if decoder is not None:
-        decoder.finish()
-    stream.close()
+        finish_reason = stop.add(int(token[0]))
+        if finish_reason is None:
+            logits = decoder.step(token.view(1, 1))
+    stop.stream.close()
     total_s = _now(device) - start
-    kv = manager.finish() if manager is not None else KVStats()
-    kv.gpu_prompt_kv_bytes += cache.prompt_kv_bytes()
-    kv.gpu_generated_kv_bytes = cache.kv_bytes() - cache.prompt_kv_bytes()
-    kv.full_prompt_kv_bytes = parts.num_layers * len(prompt_ids) * cache.layers[0].token_bytes()
-    decode_tokens = max(len(new_ids) - 1, 1)
-    return GenerationResult(
-        text=stream.text,
-        token_ids=new_ids,
-        prompt_tokens=len(prompt_ids),
-        new_tokens=len(new_ids),
-        finish_reason=finish_reason,
-        ttft_s=ttft_s,
-        total_s=total_s,
-        decode_ms_per_token=1000.0 * (total_s - ttft_s) / decode_tokens,
-        method=method,
-        config=config.to_dict(),
-        kept_tokens_per_layer=prefill.kept_tokens_per_layer,
-        kv_cache_bytes=cache.kv_bytes(),
-        kv=kv,
-        pruned=prefill.pruned,
-        finish_detail=context_limit_detail(len(prompt_ids), len(new_ids), budget, sampling.max_new_tokens, finish_reason),
-    )
+    kv = decoder.finish()
+    return _Run(prefill, stop.new_ids, finish_reason, ttft_s, total_s, kv, cache.kv_bytes())
 
 
 def context_limit_detail(prompt_tokens: int, new_tokens: int, budget: int, asked: int, finish_reason: str) -> str | None:
@@ -230,44 +252,6 @@ def context_limit_detail(prompt_tokens: int, new_tokens: int, budget: int, asked
         f"stopped at the model's context limit: prompt {prompt_tokens} + {new_tokens} new tokens "
         f"(max_new_tokens={asked} did not fit)"
     )
-
-
-def prepare_manager(
-    loaded: LoadedModel, config: SlimConfig | None, prompt_tokens: int, reserve_tokens: int
-) -> OffloadManager | None:
-    """The offload manager a pruned prompt needs (None without decode budget or offload).
-
-    Runs before any work: it sizes and allocates the store, and raises `HostMemoryError` when
-    `kv_offload="cpu"` would not fit in host memory.
-    """
-    if config is None or not prunes(config, prompt_tokens) or not uses_manager(config):
-        return None
-    model_config = loaded.model.config
-    heads = model_config.num_attention_heads
-    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
-    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
-    block_shape = (kv_heads, config.block_size, head_dim)
-    return OffloadManager.prepare(
-        config, prompt_tokens, model_config.num_hidden_layers, block_shape, loaded.model.dtype, loaded.device, reserve_tokens
-    )
-
-
-def decode_step(
-    parts: ModelParts, token: torch.Tensor, position: int, cache: SlimCache, manager: OffloadManager | None = None
-) -> torch.Tensor:
-    """Run one token `[batch, 1]` at `position` through every layer; returns `[batch, vocab]` logits.
-
-    With a `manager`, score layers record the token's unit scores and the manager picks the
-    active blocks and starts copies right after each layer is launched.
-    """
-    positions = torch.full_like(token, position)
-    hidden, rope = parts.embed(token, positions)
-    state = manager.forward_state() if manager is not None else None
-    for index in range(parts.num_layers):
-        hidden = parts.run_layer(index, hidden, positions, rope, cache, slim=state)
-        if manager is not None:
-            manager.after_layer(index, state)
-    return parts.last_logits(hidden)
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:

@@ -1,6 +1,8 @@
 """Load a model: a local HF folder, a `.gguf` file, or `default` (the embedded SmolLM2-135M).
 
-Nothing is downloaded: paths must exist locally. GGUF files are de-quantized by transformers
+Nothing is downloaded: paths must exist locally, and every `from_pretrained` here passes
+`local_files_only=True` (rather than setting `HF_HUB_OFFLINE` for the whole process, which
+would change what the user's own transformers code may do). GGUF files are de-quantized by transformers
 (slow: ~15-50 s), so the result is cached as safetensors under `$SLIMINFER_CACHE` (default
 `~/.cache/sliminfer`) and later loads take about a second.
 """
@@ -14,10 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-from transformers import (  # noqa: E402
+import torch
+from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -25,9 +25,9 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerBase,
 )
 
-from .config import SlimConfig, preset_for  # noqa: E402
-from .errors import ModelNotFoundError, UserError  # noqa: E402
-from .models import check_supported, max_context  # noqa: E402
+from .config import SlimConfig, preset_for
+from .errors import ModelNotFoundError, UserError
+from .models import check_supported, max_context
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,12 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     folder = _hf_folder(source)
-    config = AutoConfig.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
     check_supported(config)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True
+    )
     model.to(torch_device).eval()
     return LoadedModel(
         model=model,
@@ -138,12 +140,14 @@ def _dequantized_folder(gguf: Path) -> Path:
             raise ModelNotFoundError(f"model file {str(gguf)!r} is not a GGUF file (no GGUF header)")
     logger.warning("de-quantizing %s once (cached in %s)", gguf.name, target)
     try:
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     except (ValueError, OSError) as exc:
         raise ModelNotFoundError(f"cannot read GGUF file {str(gguf)!r}: {exc}") from None
     check_supported(config)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -10,6 +10,9 @@ from typing import Any
 class KVStats:
     """KV memory and offload traffic of one generation; the offload fields stay 0 without a manager.
 
+    The copy fields report the transfer engine's running totals (`offload.transfer.TransferTotals`,
+    seconds while decoding) once, at the end, in the ms this report uses.
+
     Attributes:
         gpu_prompt_kv_bytes: prompt K/V held on the compute device at the end (score layers
             and unmanaged preserve layers in full, managed layers only their resident blocks).

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
@@ -93,6 +94,38 @@ class ModelParts:
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits `[batch, vocab]` of the last position of `[batch, n, hidden]`."""
         return self.lm_head(self.norm(hidden[:, -1:]))[:, -1].float()
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a decoder-only transformer: what its FLOPs, KV bytes and KV blocks depend on."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+
+    @classmethod
+    def from_hf_config(cls, config: Any) -> ModelShape:
+        """Read a transformers Llama/Qwen2-style config (`head_dim` defaults to hidden / heads,
+        `num_key_value_heads` to the heads)."""
+        heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return cls(
+            hidden=config.hidden_size,
+            layers=config.num_hidden_layers,
+            heads=heads,
+            kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+            head_dim=head_dim,
+            intermediate=config.intermediate_size,
+            vocab=config.vocab_size,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 @functools.cache

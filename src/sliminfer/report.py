@@ -51,13 +51,18 @@ def line_plot(
     title: str,
     xlabel: str,
     ylabel: str,
-    logx: bool = False,
+    token_axis: bool = False,
+    palette: Sequence[str] | None = None,
     marked: dict[str, tuple[float, float]] | None = None,
 ) -> bool:
     """Save a PNG with one line per series; returns False if matplotlib is not installed.
 
     Args:
         series: name -> (xs, ys).
+        token_axis: x is a token count: a log2 axis with a tick at each x, labelled 1k, 2k, ...
+        palette: every name a set of plots may show, in a fixed order: a series' colour is its
+            place here, so plots given the same palette draw each method in the same colour
+            (default: the order of `series`).
         marked: name -> (x, y) points drawn as stars (e.g. the default config on a Pareto plot).
     """
     try:
@@ -70,14 +75,19 @@ def line_plot(
         return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
     colors = plt.get_cmap("tab20").colors
-    for index, (name, (xs, ys)) in enumerate(series.items()):
+    order = list(dict.fromkeys([*(palette or ()), *series]))
+    for name, (xs, ys) in series.items():
+        index = order.index(name)
         # 20 colours x 4 markers: every series stays distinguishable in a long sweep.
         style = dict(color=colors[index % len(colors)], marker="osD^"[index // len(colors) % 4])
         ax.plot(list(xs), list(ys), label=name, **style)
     for index, (name, (x, y)) in enumerate((marked or {}).items()):
         ax.plot([x], [y], marker="*P"[index % 2], markersize=16, color="black", alpha=0.6, linestyle="none", label=name)
-    if logx:
+    if token_axis:
+        ticks = sorted({x for xs, _ in series.values() for x in xs})
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [token_count_label(x) for x in ticks])
+        ax.minorticks_off()
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -87,3 +97,10 @@ def line_plot(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def token_count_label(tokens: float) -> str:
+    """1024 -> '1k', 131072 -> '128k', 1536 -> '1.5k', 1000 -> '1000' (k = 1024, as `--lengths`)."""
+    if tokens >= 1024 and (tokens * 2) % 1024 == 0:
+        return f"{tokens / 1024:g}k"
+    return f"{tokens:g}"

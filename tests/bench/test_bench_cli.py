@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from sliminfer.bench.runner import parse_methods
 from sliminfer.cli.main import main
 from sliminfer.cli.options import parse_lengths
+from sliminfer.config import SlimConfig
 from sliminfer.errors import UserError
+from sliminfer.methods import KINDS, parse_methods
 
 TINY = ["--model", "tiny-llama", "--device", "cpu", "--new-tokens", "3", "--set", "min_prompt_tokens=0", "--set", "min_keep_tokens=0"]
 ROW_KEYS = {
@@ -31,12 +32,27 @@ def sample_counts(out) -> dict[str, int]:
 
 def test_parse_lengths_and_methods():
     assert parse_lengths("8k, 128k,1000,8192") == [1000, 8192, 131072]
-    assert parse_methods("slim,hf,slim") == ["slim", "hf"]
+    methods = parse_methods("slim,hf,slim[window=16]", SlimConfig(), tuple(KINDS))
+    assert [(m.label, m.kind) for m in methods] == [("slim", "slim"), ("hf", "hf"), ("slim[window=16]", "slim")]
+    assert methods[1].config is None and methods[2].config.window == 16
     for bad in ("8x", "0", "", "1.5k"):
         with pytest.raises(UserError, match="--lengths"):
             parse_lengths(bad)
-    with pytest.raises(UserError, match="--methods"):
-        parse_methods("hf,vllm")
+    with pytest.raises(UserError, match="--methods item 'vllm'"):
+        parse_methods("hf,vllm", SlimConfig(), tuple(KINDS))
+    with pytest.raises(UserError, match="'hf'"):
+        parse_methods("hf", SlimConfig())  # eval and serve run sliminfer only
+
+
+def test_bench_runs_slim_variants_side_by_side(tmp_path, capsys):
+    out = tmp_path / "variants"
+    variant = "slim[preserve_layers=2;keep_schedule=2:0.25]"
+    assert bench(out, "--lengths", "192", "--repeats", "1", "--methods", f"slim,{variant}") == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["slim", variant]
+    assert rows[0]["kept_tokens_per_layer"] == [192, 128, 128, 128]
+    assert rows[1]["kept_tokens_per_layer"] == [192, 192, 128, 128]
+    assert f"| {variant} | 192 |" in capsys.readouterr().out
 
 
 def test_bench_writes_results_table_and_plots_then_resumes(tmp_path, capsys):
@@ -56,6 +72,8 @@ def test_bench_writes_results_table_and_plots_then_resumes(tmp_path, capsys):
     for row in data["rows"]:
         assert set(row) == ROW_KEYS and row["repeats"] == 2 and row["new_tokens"] == 3
         assert row["note"] == "random weights, speed only" and row["ttft_speedup_vs_hf"] > 0
+    for cell in data["cells"].values():  # TTFT, decode and e2e of one call, hf's too
+        assert all(s["ttft_s"] <= s["e2e_s"] for s in cell["samples"])
     hf, full, slim = data["rows"][3:]
     assert hf["kept_tokens_per_layer"] == full["kept_tokens_per_layer"] == [256] * 4
     assert sum(slim["kept_tokens_per_layer"]) < sum(full["kept_tokens_per_layer"])
@@ -63,6 +81,7 @@ def test_bench_writes_results_table_and_plots_then_resumes(tmp_path, capsys):
     assert slim["kv_cache_bytes"] < full["kv_cache_bytes"] == hf["kv_cache_bytes"]
     table = (out / "table.md").read_text()
     assert table.count("random weights, speed only |") == 6
+    assert 'A "-" is a number this run could not measure: peak GiB on CPU' in table.replace("\n", " ")
     assert (out / "ttft.png").stat().st_size > 0 and (out / "speedup.png").stat().st_size > 0
 
     # Same command again: everything is measured already, nothing runs.

@@ -8,11 +8,11 @@ import pytest
 
 from sliminfer.config import SlimConfig
 from sliminfer.errors import ConfigError, UserError
-from sliminfer.eval.methods import parse_methods
 from sliminfer.eval.results import ResultStore
 from sliminfer.eval.runner import Answer, plan_work, run_eval
 from sliminfer.eval.summary import cell_scores, current_records, relative_score, render_table, write_plots
 from sliminfer.eval.synthetic import SyntheticSource
+from sliminfer.methods import parse_methods
 
 BASE = SlimConfig(preserve_layers=4, keep_schedule=((4, 0.3),))
 SETTINGS = {"suite": "synthetic", "model": "fake", "seed": 0, "chat": False}

@@ -11,8 +11,8 @@ import pytest
 from sliminfer.errors import UserError
 from sliminfer.eval import haystack, synthetic
 from sliminfer.eval.haystack import fit_largest, noise_sentences, place_needles
-from sliminfer.eval.metrics import score
 from sliminfer.eval.sample import render
+from sliminfer.eval.scorers import score
 from sliminfer.eval.synthetic import TASKS, make_sample
 
 LENGTHS = [1024, 2048]

@@ -39,7 +39,7 @@ def test_side_stream_round_trip(store_device):
         for slot in (2, 4):
             assert torch.equal(buffers[which][:, :, slot * 4 : slot * 4 + 4], before[which][:, :, slot * 4 : slot * 4 + 4])
     totals = engine.finish()
-    assert totals.copy_s > 0 and totals.stall_s >= 0 and totals.jobs == 1
+    assert totals.copy_s > 0 and totals.jobs == 1
 
 
 @pytest.mark.parametrize("offload", ["none", "cpu"])
@@ -63,7 +63,7 @@ def test_cuda_swaps_record_copy_and_stall_time(tiny_llama):
     config = loaded.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", "gamma=1.0"])
     result = generate(loaded, ids, config=config, sampling=SamplingParams(max_new_tokens=12, ignore_eos=True))
     kv = result.kv
-    assert kv.swaps > 0 and kv.copied_bytes > 0 and kv.copy_ms > 0 and kv.stall_ms >= 0
+    assert kv.swaps > 0 and kv.copied_bytes > 0 and kv.copy_ms > 0
     assert kv.gpu_prompt_kv_bytes < kv.full_prompt_kv_bytes and kv.cpu_kv_bytes > 0
 
 

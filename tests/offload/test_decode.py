@@ -4,34 +4,13 @@ import pytest
 import torch
 
 from sliminfer.attention import use_sliminfer_attention
-from sliminfer.cache import SlimCache
+from sliminfer.decode import decode_step
 from sliminfer.errors import ConfigError
-from sliminfer.generate import SamplingParams, decode_step, generate
+from sliminfer.generate import SamplingParams, generate
 from sliminfer.models import model_parts
-from sliminfer.offload import HostMemoryError, OffloadManager
+from sliminfer.offload import HostMemoryError
 from sliminfer.offload import store as store_module
-from sliminfer.prefill import slim_prefill
-
-N, STEPS = 203, 5
-
-
-def prompt(seed=3):
-    return torch.randint(0, 256, (1, N), generator=torch.Generator().manual_seed(seed))
-
-
-def prefill_with_manager(loaded, config, ids):
-    """Two identical prefills: one plain cache, one handed to a manager built for `config`."""
-    caches = [SlimCache(4, reserve_tokens=STEPS) for _ in range(2)]
-    with use_sliminfer_attention(loaded.model):
-        prefills = [slim_prefill(loaded.model, ids, cache, config) for cache in caches]
-    block_shape = (loaded.model.config.num_key_value_heads, config.block_size, 16)
-    manager = OffloadManager.prepare(config, N, 4, block_shape, torch.float32, torch.device("cpu"), STEPS)
-    manager.attach(caches[1].layers, prefills[1].kept_positions)
-    return caches, prefills[0].logits, manager
-
-
-# One cut at layer 3 with the preserve layers offloaded: layers 0 and 1 managed (lagged), 2 scores.
-OFFLOAD_PRESERVE = ("preserve_layers=3", "keep_schedule=3:0.5", "kv_offload=cpu", "offload_preserve_layers=true")
+from tiny import OFFLOAD_PRESERVE, STEPS, N, prefill_with_manager, prompt, reference_step
 
 
 @torch.inference_mode()
@@ -75,28 +54,6 @@ def test_cpu_offload_with_a_budget_keeps_less_prompt_kv_on_the_device(tiny_llama
     plain, budgeted = (generate(tiny_llama, ids, config=c, sampling=sampling) for c in (tiny_llama.default_config, config))
     assert budgeted.kv.gpu_prompt_kv_bytes < plain.kv.gpu_prompt_kv_bytes
     assert budgeted.kv.decode_steps == 3 and budgeted.kv.swap_decisions > 0
-
-
-@torch.inference_mode()
-def reference_step(model, token, position, cache, allowed):
-    """Stock HF layers, eager attention, masks restricting layer l's prompt keys to `allowed[l]`."""
-    parts = model_parts(model)
-    positions = torch.full_like(token, position)
-    hidden, rope = parts.embed(token, positions)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        for index, layer in enumerate(parts.layers):
-            stored = cache.layers[index].length + 1
-            mask = torch.zeros(1, 1, 1, stored)
-            if index in allowed:
-                prompt_mask = mask[..., : allowed[index].numel()]
-                prompt_mask[..., ~allowed[index]] = float("-inf")
-            hidden = layer(hidden, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                           use_cache=True, position_embeddings=rope)
-    finally:
-        model.set_attn_implementation(previous)
-    return parts.last_logits(hidden)
 
 
 def allowed_tokens(manager, layer, prompt_tokens, block_size):

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 import torch
-from test_selection import HAND, hand_positions, unit_scores_favoring
 
 from sliminfer.cache import SlimLayer
 from sliminfer.offload.manager import OffloadManager, uses_manager
+from tiny import HAND, hand_positions, unit_scores_favoring
 
 SHAPE = (2, 4, 3)  # kv heads, block size, head dim
 

@@ -9,16 +9,17 @@ import math
 
 import pytest
 import torch
-from test_decode import OFFLOAD_PRESERVE, STEPS, N, prefill_with_manager, prompt, reference_step
 
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
-from sliminfer.generate import SamplingParams, decode_step, generate
+from sliminfer.decode import decode_step
+from sliminfer.generate import SamplingParams, generate
 from sliminfer.models import model_parts
 from sliminfer.offload import HostMemoryError, OffloadManager
 from sliminfer.offload import store as store_module
 from sliminfer.offload.selection import DecodePlan, expected_block_counts
 from sliminfer.prefill import slim_prefill
+from tiny import OFFLOAD_PRESERVE, STEPS, N, prefill_with_manager, prompt, reference_step
 
 BLOCK, N_BLOCKS, KEPT = 16, 13, 7
 BLOCK_SHAPE = (2, BLOCK, 16)

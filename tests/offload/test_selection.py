@@ -14,25 +14,7 @@ from sliminfer.offload.selection import (
 )
 from sliminfer.prefill import slim_prefill
 from sliminfer.scoring import block_ids_of
-
-# 32-token prompt, 8 blocks of 4 tokens, units of 2; cut at layer 1 keeps blocks 0, 2, 5, 7.
-HAND = SlimConfig(
-    preserve_layers=1, block_size=4, unit_size=2, keep_schedule=((1, 0.5),), window=2, sink_tokens=1,
-    min_prompt_tokens=0, min_keep_tokens=0, decode_budget=0.75,
-)
-KEPT_BLOCKS = [0, 2, 5, 7]
-
-
-def hand_positions(num_layers=4):
-    kept = torch.tensor([[b * 4 + t for b in KEPT_BLOCKS for t in range(4)]])
-    return [torch.arange(32)[None]] + [kept] * (num_layers - 1)
-
-
-def unit_scores_favoring(*blocks):
-    scores = torch.full((1, 16), 0.01)
-    for block in blocks:
-        scores[0, 2 * block + 1] = 1.0
-    return scores
+from tiny import HAND, KEPT_BLOCKS, hand_positions, unit_scores_favoring
 
 
 @pytest.mark.parametrize(

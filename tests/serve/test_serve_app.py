@@ -13,7 +13,7 @@ from serve_fakes import FAKE_CONTEXT, FAKE_NAME, generation_request, parse_metri
 
 from sliminfer.serve.app import _first_event
 from sliminfer.serve.engine import Engine
-from sliminfer.serve.metrics import ServerMetrics
+from sliminfer.serve.prometheus import ServerMetrics
 
 ERROR_KEYS = {"message", "type", "param", "code"}
 
@@ -49,6 +49,7 @@ def test_completion_body_usage_and_sliminfer_field(client, runner):
     extra = body["sliminfer"]
     assert extra["method"] == "slim" and extra["kept_tokens_per_layer"] == [3, 3, 3, 3]
     assert {"ttft_s", "queue_s", "kv_cache_bytes", "config"} <= set(extra)
+    assert extra["pruned"] is False and extra["finish_detail"] is None  # the fake keeps every token
     request = runner.requests[-1]
     assert (request.temperature, request.seed, request.top_p, request.chat) == (0.0, 3, 0.5, False)
 
@@ -101,6 +102,9 @@ def test_per_request_overrides_reach_the_generator(client, runner):
     assert request.config.keep_schedule == ((2, 0.2),) and request.config.gamma == 0.5
     assert request.config.preserve_layers == 1  # the rest comes from the server's config
     assert body["sliminfer"]["config"]["keep_schedule"] == [[2, 0.2]]
+    complete(client, sliminfer={"method": "slim[keep_schedule=2:0.3;gamma=0.25]", "gamma": 0.5})
+    request = runner.requests[-1]  # the --methods grammar, then the knobs on top
+    assert request.method == "slim" and request.config.keep_schedule == ((2, 0.3),) and request.config.gamma == 0.5
 
 
 @pytest.mark.parametrize(
@@ -123,6 +127,10 @@ def test_per_request_overrides_reach_the_generator(client, runner):
         ({"prompt": "x", "model": 7}, "model"),
         ({"prompt": "x", "sliminfer": "full"}, "sliminfer"),
         ({"prompt": "x", "sliminfer": {"method": "fast"}}, "sliminfer.method"),
+        ({"prompt": "x", "sliminfer": {"method": "hf"}}, "sliminfer.method"),
+        ({"prompt": "x", "sliminfer": {"method": "full[gamma=0.5]"}}, "sliminfer.method"),
+        ({"prompt": "x", "sliminfer": {"method": "slim[bogus=1]"}}, "sliminfer.method"),
+        ({"prompt": "x", "sliminfer": {"method": 3}}, "sliminfer.method"),
         ({"prompt": "x", "sliminfer": {"gamma": 5}}, "sliminfer.gamma"),
         ({"prompt": "x", "sliminfer": {"bogus": 1}}, "sliminfer.bogus"),
         ({"prompt": "x", "sliminfer": {"keep_schedule": [[0, 0.2]]}}, "sliminfer.keep_schedule"),

@@ -9,7 +9,7 @@ from serve_fakes import FakeRunner
 from serve_fakes import generation_request as request
 
 from sliminfer.serve.engine import DONE, Engine, QueueFullError
-from sliminfer.serve.metrics import ServerMetrics
+from sliminfer.serve.prometheus import ServerMetrics
 
 
 async def wait_for(condition, timeout_s: float = 10.0) -> None:

@@ -24,6 +24,8 @@ import openai
 import pytest
 from serve_fakes import parse_metrics
 
+pytestmark = pytest.mark.slow
+
 KEY = "test-key"
 COUNTING = "1, 2, 3, 4,"  # greedy SmolLM2 keeps counting: no early EOS, so lengths are predictable
 CALL_TIMEOUT_S = 60
@@ -176,6 +178,10 @@ def test_bad_inputs_get_their_status_and_the_server_stays_healthy(server, api, m
     assert bad_knob.value.param == "sliminfer.bogus"
     with pytest.raises(openai.BadRequestError):
         api.chat.completions.create(model=model, messages=[{"role": "user"}], max_tokens=1)
+    for blank in ({"prompt": " \n "}, {"messages": [{"role": "user", "content": "  "}]}):
+        response = server.post("/v1/chat/completions" if "messages" in blank else "/v1/completions",
+                               json={"max_tokens": 1, **blank})
+        assert response.status_code == 400 and "empty" in response.json()["error"]["message"], response.text
     for raw in (b"{oops", b'{"model": "default"}', b'{"prompt": "x", "max_tokens": "many"}'):
         response = server.post("/v1/completions", content=raw)
         assert response.status_code == 400 and set(response.json()["error"]) == {"message", "type", "param", "code"}

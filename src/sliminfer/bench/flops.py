@@ -1,6 +1,6 @@
 """Analytic prefill cost: FLOPs and KV bytes from a model's shape and the tokens each layer computed.
 
-The model (PEERS.md 9.1) counts the matrix multiplies only, 2 FLOPs per multiply-add:
+The model counts the matrix multiplies only, 2 FLOPs per multiply-add:
 - linear layers, per token per layer: the q, k, v, o projections and the gated MLP's three
   matrices, i.e. 2 x (their parameters);
 - causal attention, per layer over `n` tokens: QK^T and PV over the causal half,
@@ -13,38 +13,8 @@ overheads a measured time is compared against.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The numbers of a decoder-only transformer that its prefill cost depends on."""
-
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-
-    @classmethod
-    def from_hf_config(cls, config: Any) -> ModelShape:
-        """Read a transformers Llama/Qwen2-style config (`head_dim` defaults to hidden / heads)."""
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return cls(
-            hidden=config.hidden_size,
-            layers=config.num_hidden_layers,
-            heads=config.num_attention_heads,
-            kv_heads=config.num_key_value_heads or config.num_attention_heads,
-            head_dim=head_dim,
-            intermediate=config.intermediate_size,
-            vocab=config.vocab_size,
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+from ..models import ModelShape
 
 
 def linear_params_per_layer(shape: ModelShape) -> int:

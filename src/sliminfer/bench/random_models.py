@@ -1,7 +1,7 @@
 """Public architectures with random weights, built directly on the device: speed figures only.
 
 Llama-3.1-8B and Qwen2.5-7B weights cannot be had offline, but their prefill and decode cost
-depends only on their shapes, which are public (MODELS.md). The model is created on the meta
+depends only on their shapes, which are public (each model's `config.json`). The model is created on the meta
 device (no host memory, no slow default init), materialized with `to_empty` on the target
 device and filled with a cheap seeded init. Random weights make attention near uniform, so
 which blocks a slim prefill keeps is arbitrary; every number from these models is a speed

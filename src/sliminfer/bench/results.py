@@ -14,11 +14,13 @@ import os
 from typing import Any
 
 from ..errors import UserError
+from ..methods import KINDS, kind_of
+from ..models import ModelShape
 from ..report import line_plot, markdown_table, read_json, write_json
 from ..schedule import UNPRUNED_NOTE
-from .flops import ModelShape, flop_floor_s, full_prefill_flops, prefill_flops
+from .flops import flop_floor_s, full_prefill_flops, prefill_flops
 from .harness import summarize
-from .methods import METHODS, Sample
+from .measure import Measurement
 
 FORMAT = "sliminfer-bench/1"
 GIB = 2**30
@@ -59,7 +61,7 @@ class BenchResults:
             return []
         return cell["samples"]
 
-    def add_sample(self, length: int, method: str, settings: dict[str, Any], sample: Sample) -> None:
+    def add_sample(self, length: int, method: str, settings: dict[str, Any], sample: Measurement) -> None:
         """Append one sample (dropping samples taken with other settings) and save."""
         key = cell_key(length, method)
         previous = self.samples(length, method, settings)
@@ -76,9 +78,9 @@ class BenchResults:
         write_json(self.path, self.data)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per measured cell, lengths ascending, methods in `METHODS` order."""
+        """One row per measured cell, lengths ascending, then methods by kind (hf, full, slim) and label."""
         cells = self.data["cells"].values()
-        order = sorted(cells, key=lambda c: (c["length"], _method_rank(c["method"])))
+        order = sorted(cells, key=lambda c: (c["length"], _method_rank(c["method"]), c["method"]))
         return [self._row(cell) for cell in order if cell["samples"]]
 
     def _row(self, cell: dict[str, Any]) -> dict[str, Any]:
@@ -132,13 +134,16 @@ class BenchResults:
             handle.write(render_table(rows, title, self.data))
         written = [table_path]
         ttft_series, speedup_series = plot_series(rows)
+        palette = list(dict.fromkeys([*ttft_series, *speedup_series]))
         plots = (
             ("ttft.png", ttft_series, f"TTFT: {title}", "TTFT (s)"),
             ("speedup.png", speedup_series, f"TTFT speedup over hf: {title}", "speedup (x)"),
         )
         for name, series, plot_title, ylabel in plots:
             path = os.path.join(self.out_dir, name)
-            if series and line_plot(path, series, title=plot_title, xlabel="prompt tokens", ylabel=ylabel, logx=True):
+            if series and line_plot(
+                path, series, title=plot_title, xlabel="prompt tokens", ylabel=ylabel, token_axis=True, palette=palette
+            ):
                 written.append(path)
         return written
 
@@ -147,8 +152,10 @@ def cell_key(length: int, method: str) -> str:
     return f"{length}/{method}"
 
 
-def _method_rank(method: str) -> int:
-    return METHODS.index(method) if method in METHODS else len(METHODS)
+def _method_rank(label: str) -> int:
+    kinds = list(KINDS)
+    kind = kind_of(label)
+    return kinds.index(kind) if kind in kinds else len(kinds)
 
 
 TABLE_HEADERS = (
@@ -199,14 +206,23 @@ def render_table(rows: list[dict[str, Any]], title: str, data: dict[str, Any]) -
         ]
         for row in rows
     ]
-    return "\n\n".join(lines) + "\n\n" + markdown_table(TABLE_HEADERS, body)
+    return "\n\n".join(lines) + "\n\n" + markdown_table(TABLE_HEADERS, body) + "\n" + TABLE_LEGEND
+
+
+TABLE_LEGEND = """\
+Medians over the repeats. TTFT: time to the first new token; e2e: the whole call (prompt + all new
+tokens); decode ms/tok: (e2e - TTFT) / (new tokens - 1), all three from the same call, for hf too
+(one `model.generate`). x hf: hf's median over this row's, at the same length. A "-" is a number
+this run could not measure: peak GiB on CPU (no allocator statistics), TTFT floor and TTFT/floor
+without the speed-of-light measurement (CUDA only), x hf without an hf row at that length.
+"""
 
 
 def row_note(method: str, kept_tokens_per_layer: list[int], length: int, model_note: str | None) -> str | None:
     """The note column: the model's note, and for a slim row that pruned nothing, why (its
     prompt is below `min_prompt_tokens`), so a ~1x row is not read as slim being slow."""
     notes = [model_note] if model_note else []
-    if method.startswith("slim") and all(k == length for k in kept_tokens_per_layer):
+    if kind_of(method) == "slim" and all(k == length for k in kept_tokens_per_layer):
         notes.append(UNPRUNED_NOTE)
     return "; ".join(notes) or None
 
@@ -221,8 +237,8 @@ def plot_series(
         _append(ttft, row["method"], row["length"], row["ttft_s"])
         if row["method"] != "hf" and row["ttft_speedup_vs_hf"] is not None:
             _append(speedup, row["method"], row["length"], row["ttft_speedup_vs_hf"])
-        if row["method"] == "slim":
-            _append(speedup, "slim FLOP-ideal", row["length"], row["flop_ideal_speedup"])
+        if kind_of(row["method"]) == "slim":
+            _append(speedup, f"{row['method']} FLOP-ideal", row["length"], row["flop_ideal_speedup"])
     return ttft, speedup
 
 

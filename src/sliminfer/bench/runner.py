@@ -4,7 +4,7 @@ For each length with work left: one text-like prompt, an untimed warm-up of ever
 method with exactly the measured call, then the methods alternate call by call until each
 cell has its repeats. The warm-up must generate all `--new-tokens`: HF's cache grows by
 concatenation, so the first `generate` at a new length pays a fresh allocation per decode step
-(on the H100, 100 ms/token instead of 31 ms/token at 8k); a 2-token warm-up does not hide it. Every call is
+(several times its steady decode time), which a 2-token warm-up does not hide. Every call is
 saved to results.json at once (see `results.py`), and table.md and the plots are rewritten
 after each length.
 """
@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import SlimConfig
 from ..envinfo import environment
 from ..errors import PromptTooLongError, UserError
 from ..loading import LoadedModel, load_model
-from .flops import ModelShape
+from ..methods import Method
+from ..models import ModelShape
 from .harness import alternate, warm_up
-from .methods import METHODS, Sample, method_call
+from .measure import Measurement, method_call
 from .prompts import TextPrompts
 from .random_models import RANDOM_WEIGHTS_NOTE, build_random_model, is_random_architecture
 from .results import BenchResults
@@ -36,7 +37,6 @@ PROCESS_WARMUP_NEW_TOKENS = 2
 CUDA context, kernel loading and library handles are paid there, not in a measured cell."""
 
 
-
 class Progress(Protocol):
     """The part of a tqdm bar the runner uses."""
 
@@ -47,25 +47,14 @@ class Progress(Protocol):
 
 @dataclass
 class BenchSpec:
-    """What to measure (the CLI's flags after parsing)."""
+    """What to measure (the CLI's flags after parsing; `methods` from `sliminfer.methods.parse_methods`)."""
 
     lengths: list[int]
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[Method]
     new_tokens: int = 128
     repeats: int = 5
     warmup: int = 1
     seed: int = 0
-
-
-
-
-def parse_methods(text: str) -> list[str]:
-    """'hf,slim' -> ['hf', 'slim'], in the given order, each known."""
-    methods = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise UserError(f"--methods {text!r}: each must be one of {list(METHODS)}")
-    return methods
 
 
 def load_bench_model(source: str, device: str, dtype: str) -> LoadedModel:
@@ -99,19 +88,20 @@ def run_bench(
     """Measure every (length, method) cell still missing in `out_dir`; returns the results.
 
     Args:
-        config: the SlimConfig `slim` runs with (`full` and `hf` ignore it).
+        config: the base SlimConfig: `full` runs with it, each `slim[...]` method carries its own.
         command: the command line, recorded in results.json.
         progress: given the number of calls to make, returns a progress bar.
     """
     check_spec(spec, loaded)
-    config.check_model(loaded.model.config.num_hidden_layers)
+    for slim_config in [config, *(m.config for m in spec.methods if m.config is not None)]:
+        slim_config.check_model(loaded.model.config.num_hidden_layers)
     shape = ModelShape.from_hf_config(loaded.model.config)
     results = BenchResults(
         out_dir, loaded.name, shape, RANDOM_WEIGHTS_NOTE if loaded.tokenizer is None else None
     )
     env = environment(loaded.device)
     title = f"{loaded.name} on {env['device']}"
-    settings = {m: cell_settings(loaded, env, spec, config if m == "slim" else None) for m in spec.methods}
+    settings = {m.label: cell_settings(loaded, env, spec, m.config) for m in spec.methods}
     pending = pending_calls(results, spec, settings)
     if not pending:
         logger.info("every cell is already measured in %s", results.path)
@@ -119,24 +109,25 @@ def run_bench(
         results.write_views(title)
         return results
     light = speed_of_light(loaded.device)
-    run = {"command": command, "environment": env, "speed_of_light": light, "spec": vars(spec)}
+    spec_record = {**vars(spec), "methods": [m.label for m in spec.methods]}
+    run = {"command": command, "environment": env, "speed_of_light": light, "spec": spec_record}
     results.start_invocation({**run, "config": config.to_dict()})
     prompts = TextPrompts(loaded.tokenizer, vocab_size=shape.vocab, seed=spec.seed)
     bar = progress(sum(sum(todo.values()) for todo in pending.values())) if progress else None
     try:
         methods = {m for todo in pending.values() for m in todo}
         warm_ids = prompts.ids(min(PROCESS_WARMUP_TOKENS, min(pending)))
-        _warm_up(loaded, warm_ids, config, methods, PROCESS_WARMUP_NEW_TOKENS, 1)
+        _warm_up(loaded, warm_ids, config, spec.methods, methods, PROCESS_WARMUP_NEW_TOKENS, 1)
         for length, todo in pending.items():
             if bar is not None:
                 bar.set_description(f"{length} tokens")
             ids = prompts.ids(length)
-            _warm_up(loaded, ids, config, set(todo), spec.new_tokens, spec.warmup)
+            _warm_up(loaded, ids, config, spec.methods, set(todo), spec.new_tokens, spec.warmup)
             calls = {
-                m: method_call(m, loaded, ids, spec.new_tokens, config) for m in spec.methods if m in todo
+                m.label: method_call(m, loaded, ids, spec.new_tokens, config) for m in spec.methods if m.label in todo
             }
 
-            def save(method: str, sample: Sample, length: int = length) -> None:
+            def save(method: str, sample: Measurement, length: int = length) -> None:
                 results.add_sample(length, method, settings[method], sample)
                 if bar is not None:
                     bar.update(1)
@@ -164,7 +155,7 @@ def pending_calls(
     """length -> method -> repeats still missing, for the cells that miss any."""
     pending = {}
     for length in spec.lengths:
-        todo = {m: spec.repeats - len(results.samples(length, m, settings[m])) for m in spec.methods}
+        todo = {m.label: spec.repeats - len(results.samples(length, m.label, settings[m.label])) for m in spec.methods}
         todo = {m: count for m, count in todo.items() if count > 0}
         if todo:
             pending[length] = todo
@@ -186,7 +177,14 @@ def cell_settings(
 
 
 def _warm_up(
-    loaded: LoadedModel, ids: list[int], config: SlimConfig, methods: set[str], new_tokens: int, times: int
+    loaded: LoadedModel,
+    ids: list[int],
+    config: SlimConfig,
+    methods: list[Method],
+    labels: set[str],
+    new_tokens: int,
+    times: int,
 ) -> None:
-    calls = {m: method_call(m, loaded, ids, new_tokens, config) for m in METHODS if m in methods}
+    """Untimed calls of the methods named in `labels`, each exactly the call to be measured."""
+    calls = {m.label: method_call(m, loaded, ids, new_tokens, config) for m in methods if m.label in labels}
     warm_up(calls, times)

@@ -1,7 +1,7 @@
 """The device's own limits, measured in the same run as the benchmark they bound.
 
-A spec sheet's peak is not what the kernels reach (PEERS.md 9.2: 732-791 of 989 TF/s on an
-H100), so the FLOP-bound TTFT floor divides by a measured dense matmul rate instead.
+A spec sheet's peak is not what the kernels reach (an H100's dense bf16 matmuls run well below
+its 989 TF/s), so the FLOP-bound TTFT floor divides by a measured dense matmul rate instead.
 """
 
 from __future__ import annotations

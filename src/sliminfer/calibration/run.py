@@ -16,15 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..bench.flops import ModelShape
 from ..config import SlimConfig
 from ..envinfo import environment
 from ..errors import UserError
 from ..eval.backend import ModelBackend
-from ..eval.methods import Method
-from ..eval.metrics import score
+from ..eval.scorers import score
 from ..eval.synthetic import make_sample
 from ..loading import LoadedModel
+from ..methods import Method
+from ..models import ModelShape
 from ..schedule import LayerPlan
 from .probe import PROBE_SEED, PROBE_TASKS, build_probe_prompts, probe
 from .search import Candidate, candidates, pareto_front, ranked_choices

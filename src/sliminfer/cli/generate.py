@@ -7,8 +7,9 @@ import json
 import sys
 
 from ..errors import UserError
-from ..generate import METHODS, SamplingParams, generate
+from ..generate import SamplingParams, generate
 from ..loading import load_model
+from ..methods import GENERATE_KINDS
 from ..schedule import UNPRUNED_NOTE
 from .options import add_config_options, add_model_options, resolve_config
 
@@ -22,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--prompt", help="prompt text (default: read stdin)")
     source.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate at most")
-    parser.add_argument("--method", choices=METHODS, default="slim", help="slim prunes; full is the plain model")
+    parser.add_argument("--method", choices=GENERATE_KINDS, default="slim", help="slim prunes; full is the plain model")
     parser.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")

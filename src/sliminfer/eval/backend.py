@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..errors import UserError
 from ..generate import SamplingParams, encode_prompt, generate
 from ..loading import LoadedModel
+from ..methods import Method
 from .longbench import TokenCodec
-from .methods import Method
 from .runner import Answer
 from .sample import ChatFormatter, Sample, render
 

@@ -10,9 +10,9 @@ from typing import Any
 from ..envinfo import environment
 from ..errors import UserError
 from ..loading import LoadedModel
+from ..methods import Method
 from . import longbench, ruler, synthetic
 from .backend import ModelBackend
-from .methods import Method
 from .results import ResultStore
 from .runner import SampleSource, plan_work, run_eval
 from .summary import current_records, render_table, write_plots
@@ -20,12 +20,14 @@ from .summary import current_records, render_table, write_plots
 SUITES = ("synthetic", "ruler", "longbench")
 GENERATED_SUITES = {"synthetic": synthetic.TASKS, "ruler": ruler.TASKS}
 DEFAULT_TASKS = {"synthetic": tuple(synthetic.TASKS), "ruler": ruler.DEFAULT_TASKS}
+SYNTHETIC_LENGTHS = (1024, 2048, 4096, 8192)
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """What to run. `tasks` empty means the suite's default (all synthetic tasks; every
-    LongBench task with a file in `data`)."""
+    """What to run. `tasks` empty means the suite's default (all synthetic tasks, RULER's
+    `ruler.DEFAULT_TASKS`, every LongBench task with a file in `data`). `chat` is the effective
+    choice (see `default_chat`); results.json records it so a resumed run keeps the format."""
 
     suite: str
     lengths: tuple[int, ...]
@@ -46,6 +48,21 @@ class EvalOutput:
     table_path: str
     table: str
     plots: list[str]
+
+
+def default_chat(suite: str, loaded: LoadedModel) -> bool:
+    """On for ruler when the model's tokenizer has a chat template (RULER runs chat models with
+    their template); off for the other suites, whose prompts are completion style."""
+    tokenizer = loaded.tokenizer
+    return suite == "ruler" and tokenizer is not None and bool(tokenizer.chat_template)
+
+
+def default_lengths(suite: str, max_context: int) -> tuple[int, ...]:
+    """ruler: RULER's 4k-32k, those within the model's context (else the context itself);
+    synthetic: 1k-8k; longbench: the model's context."""
+    if suite == "ruler":
+        return tuple(n for n in ruler.DEFAULT_LENGTHS if n <= max_context) or (max_context,)
+    return SYNTHETIC_LENGTHS if suite == "synthetic" else (max_context,)
 
 
 def resolve_tasks(spec: EvalSpec) -> tuple[str, ...]:

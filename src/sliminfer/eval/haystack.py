@@ -8,13 +8,16 @@ Two sources of sentences:
   real prose. The text is the same on every machine with the same Python minor version.
 
 `place_needles` inserts needles between sentences at relative depths, and `fit_largest` finds
-how much haystack fits a token budget, measured with the model's own tokenizer.
+how much haystack fits a token budget, measured with the model's own tokenizer. The other
+contexts of RULER's formats (variable chains, numbered word lists) and its keys are built here
+too, for both the synthetic and the ruler suite.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import random
 import re
 from collections.abc import Callable, Sequence
 
@@ -69,6 +72,20 @@ def vocabulary() -> tuple[str, ...]:
     return tuple(sorted(words))
 
 
+def split_sentences(text: str) -> list[str]:
+    """`text` cut after '.', '!' or '?' followed by whitespace and a capital letter.
+
+    A regex rather than nltk's punkt (which downloads its model at run time); requiring the
+    capital keeps "e.g. this" and "3.5 times" whole.
+    """
+    return _SENTENCE_END.split(text)
+
+
+def random_key(rng: random.Random, words: Sequence[str]) -> str:
+    """A needle key of two random words, "word-word" (RULER's keys are "adjective-noun")."""
+    return f"{rng.choice(words)}-{rng.choice(words)}"
+
+
 def _sentences(doc: str) -> list[str]:
     """Prose sentences of a docstring: paragraphs joined, code and short fragments dropped."""
     out = []
@@ -76,7 +93,7 @@ def _sentences(doc: str) -> list[str]:
         lines = paragraph.splitlines()
         if any(line.startswith((" ", ">>>", "..")) for line in lines):
             continue
-        for sentence in _SENTENCE_END.split(" ".join(line.strip() for line in lines)):
+        for sentence in split_sentences(" ".join(line.strip() for line in lines)):
             if (
                 40 <= len(sentence) <= 300
                 and _PLAIN_SENTENCE.match(sentence)
@@ -86,11 +103,14 @@ def _sentences(doc: str) -> list[str]:
     return out
 
 
-def place_needles(sentences: Sequence[str], needles: Sequence[tuple[float, str]]) -> str:
+def place_needles(
+    sentences: Sequence[str], needles: Sequence[tuple[float, str]], separator: str = " "
+) -> str:
     """Join `sentences` with the needle texts inserted at relative depths (0 = start, 1 = end).
 
     Depth is measured in characters, which tracks tokens well, and a needle always goes between
-    two sentences. Needles that land on the same boundary keep their given order.
+    two sentences. Needles that land on the same boundary keep their given order. `separator`
+    joins every piece (RULER's repeated-noise and needle haystacks use a line break).
     """
     ends = []
     total = 0
@@ -108,7 +128,7 @@ def place_needles(sentences: Sequence[str], needles: Sequence[tuple[float, str]]
         parts += slots.get(index, [])
         if index < len(sentences):
             parts.append(sentences[index])
-    return " ".join(parts)
+    return separator.join(parts)
 
 
 def fit_largest(
@@ -134,3 +154,33 @@ def fit_largest(
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return low
+
+
+def variable_chain(rng: random.Random, hops: int = 4, letters: int = 5) -> tuple[str, list[str]]:
+    """A five-digit value and the `hops + 1` distinct upper-case variable names bound to it, in order."""
+    value = str(rng.randint(10000, 99999))
+    names: list[str] = []
+    while len(names) < hops + 1:
+        name = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(letters))
+        if name not in names:
+            names.append(name)
+    return value, names
+
+
+def numbered(words: list[str]) -> str:
+    """RULER's word-list format: "1. word 2. word ..."."""
+    return " ".join(f"{i + 1}. {word}" for i, word in enumerate(words))
+
+
+def word_list(
+    common: list[str], frequency: int, rare: list[str], rare_frequency: int, seed: int
+) -> Callable[[int], str]:
+    """CWE's context for n rare words: each common word `frequency` times, each of the first n rare
+    words `rare_frequency` times, shuffled (by `seed`) and numbered."""
+
+    def context(n: int) -> str:
+        words = common * frequency + rare[:n] * rare_frequency
+        random.Random(seed).shuffle(words)
+        return numbered(words)
+
+    return context

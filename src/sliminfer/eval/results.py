@@ -8,11 +8,11 @@ what a sample *is* (model, suite, seed, chat, haystack, data) must match, or the
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from ..errors import UserError
+from ..methods import config_key
 from ..report import read_json, write_json
 
 RESULTS_FILE = "results.json"
@@ -20,11 +20,6 @@ RESULTS_FILE = "results.json"
 IDENTITY_SETTINGS = ("suite", "model", "seed", "chat", "haystack", "data", "newline_markers")
 
 Key = tuple[str, int, int, str, str]
-
-
-def config_key(config: dict[str, Any] | None) -> str:
-    """A config dict as canonical JSON ("null" for full)."""
-    return json.dumps(config, sort_keys=True)
 
 
 def record_key(record: dict[str, Any]) -> Key:

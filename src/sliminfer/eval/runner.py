@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .methods import Method
-from .metrics import score
+from ..methods import Method
 from .results import ResultStore
 from .sample import Sample, text_digest
+from .scorers import score
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class Sample:
         answer_prefix: text the answer starts with, appended after the prompt (completion
             style) or after the assistant header (chat style); "" for none.
         expected: reference answers (RULER: every item to find; LongBench: alternatives).
-        metric: a key of `sliminfer.eval.metrics.METRICS`.
+        metric: a key of `sliminfer.eval.scorers.METRICS`.
         max_new_tokens: generation limit for this task.
         depth: relative position of the main needle in the context, None if there is none.
         haystack: the haystack source ("noise", "docs") or None.

@@ -13,10 +13,9 @@ from collections.abc import Iterable, Sequence
 from statistics import mean
 from typing import Any
 
+from ..methods import Method, config_key
 from ..report import line_plot, markdown_table
 from ..schedule import UNPRUNED_NOTE
-from .methods import Method
-from .results import config_key
 
 Cell = tuple[str, int]  # (task, length)
 FULL = "full"
@@ -155,7 +154,8 @@ def write_plots(
     written = []
     path = os.path.join(out_dir, "score.png")
     if series and line_plot(
-        path, series, title="Average score over tasks", xlabel="length (tokens)", ylabel="score", logx=True
+        path, series, title="Average score over tasks", xlabel="length (tokens)", ylabel="score", token_axis=True,
+        palette=labels,
     ):
         written.append(path)
     others = [label for label in labels if label != FULL]
@@ -163,7 +163,7 @@ def write_plots(
         cells = [(t, n) for t in tasks for n in lengths]
         for name, field, xlabel in PARETO_PLOTS:
             path = os.path.join(out_dir, name)
-            if _pareto_plot(path, records, scores, others, cells, field, xlabel):
+            if _pareto_plot(path, records, scores, others, cells, field, xlabel, palette=labels):
                 written.append(path)
     return written
 
@@ -176,6 +176,7 @@ def _pareto_plot(
     cells: Sequence[Cell],
     field: str,
     xlabel: str,
+    palette: Sequence[str],
 ) -> bool:
     """One point per method: mean `field` (a cost) against the score relative to full."""
     points = {}
@@ -191,7 +192,9 @@ def _pareto_plot(
     if full_costs:
         marked["full (reference)"] = (mean(full_costs), 1.0)
     title = "Accuracy vs cost (star: the default config, plus: full)"
-    return line_plot(path, points, title=title, xlabel=xlabel, ylabel="score relative to full", marked=marked)
+    return line_plot(
+        path, points, title=title, xlabel=xlabel, ylabel="score relative to full", palette=palette, marked=marked
+    )
 
 
 def _mean_of_cells(cells_scores: dict[Cell, list[float]], cells: Sequence[Cell]) -> float | None:

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from .facts import draw_facts
-from .haystack import HAYSTACKS, fit_largest, noise_sentences, place_needles, vocabulary
+from .haystack import (
+    HAYSTACKS,
+    fit_largest,
+    noise_sentences,
+    place_needles,
+    random_key,
+    variable_chain,
+    vocabulary,
+    word_list,
+)
 from .sample import Sample
 
 # Needle depths cycle through this order, so any number of samples covers the context evenly
@@ -30,6 +39,12 @@ DEPTHS = (0.1, 0.5, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0, 1.0)
 NIAH_INTRO = (
     "Some special magic numbers are hidden within the following text. Make sure to memorize it. "
     "I will quiz you about the numbers afterwards.\n"
+)
+QA_INSTRUCTION = "Answer the question based on the given documents. Only give me the answer and do not output any other words."
+# RULER's QA template (the ruler suite's qa_1 and qa_2 use it as is).
+QA_TEMPLATE = (
+    f"{QA_INSTRUCTION}\n\nThe following are given documents.\n\n{{context}}\n\n{QA_INSTRUCTION}\n\n"
+    "Question: {question}"
 )
 
 
@@ -45,13 +60,23 @@ class Draft:
     max_units: int | None = None
 
 
+Draw = Callable[[random.Random, float, str, int, int], Draft]  # (rng, depth, haystack source, length, index)
+
+
 @dataclass(frozen=True)
 class SyntheticTask:
+    """A generator and how its answers are scored.
+
+    `size`, for tasks whose items come from a data set (RULER's QA), returns how many there are:
+    sample i asks item i, so there are no more samples than items.
+    """
+
     name: str
-    draw: Callable[[random.Random, float, str, int], Draft]  # (rng, depth, haystack source, length)
+    draw: Draw
     metric: str
     max_new_tokens: int
     haystack: str | None  # default source; None if the task builds its own context
+    size: Callable[[], int] | None = None
 
 
 def haystack_context(source: str, start: int, needles: list[tuple[float, str]]) -> Callable[[int], str]:
@@ -59,12 +84,7 @@ def haystack_context(source: str, start: int, needles: list[tuple[float, str]]) 
     return lambda n: place_needles(HAYSTACKS[source](start, n), needles)
 
 
-def _key(rng: random.Random) -> str:
-    words = vocabulary()
-    return f"{rng.choice(words)}-{rng.choice(words)}"
-
-
-def draw_passkey(rng: random.Random, depth: float, source: str, length: int) -> Draft:
+def draw_passkey(rng: random.Random, depth: float, source: str, length: int, index: int) -> Draft:
     key = str(rng.randint(10000, 99999))
     needle = f"The pass key is {key}. Remember it. {key} is the pass key."
     return Draft(
@@ -80,8 +100,8 @@ def draw_passkey(rng: random.Random, depth: float, source: str, length: int) -> 
     )
 
 
-def draw_multikey(rng: random.Random, depth: float, source: str, length: int) -> Draft:
-    keys = [_key(rng) for _ in range(4)]
+def draw_multikey(rng: random.Random, depth: float, source: str, length: int, index: int) -> Draft:
+    keys = [random_key(rng, vocabulary()) for _ in range(4)]
     values = [str(rng.randint(1_000_000, 9_999_999)) for _ in keys]
     needles = [(depth, f"One of the special magic numbers for {keys[0]} is: {values[0]}.")]
     needles += [
@@ -99,8 +119,8 @@ def draw_multikey(rng: random.Random, depth: float, source: str, length: int) ->
     )
 
 
-def draw_multivalue(rng: random.Random, depth: float, source: str, length: int) -> Draft:
-    key = _key(rng)
+def draw_multivalue(rng: random.Random, depth: float, source: str, length: int, index: int) -> Draft:
+    key = random_key(rng, vocabulary())
     values = [str(rng.randint(1_000_000, 9_999_999)) for _ in range(4)]
     needles = [
         ((depth + i / 4) % 1.0, f"One of the special magic numbers for {key} is: {v}.")
@@ -117,14 +137,9 @@ def draw_multivalue(rng: random.Random, depth: float, source: str, length: int) 
     )
 
 
-def _variable_chain(rng: random.Random, hops: int = 4) -> tuple[str, list[str], list[str]]:
+def _variable_chain(rng: random.Random) -> tuple[str, list[str], list[str]]:
     """A value, the variable names bound to it, and the assignments in chain order."""
-    value = str(rng.randint(10000, 99999))
-    names: list[str] = []
-    while len(names) < hops + 1:
-        name = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
-        if name not in names:
-            names.append(name)
+    value, names = variable_chain(rng)
     lines = [f"VAR {names[0]} = {value}."] + [
         f"VAR {b} = VAR {a}." for a, b in zip(names[:-1], names[1:], strict=True)
     ]
@@ -139,7 +154,7 @@ def _vartrack_question(value: str, count: int) -> tuple[str, str]:
     )
 
 
-def draw_vartrack(rng: random.Random, depth: float, source: str, length: int) -> Draft:
+def draw_vartrack(rng: random.Random, depth: float, source: str, length: int, index: int) -> Draft:
     intro = "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n"
     # One short solved example first, as RULER does, so the answer format is clear.
     ex_value, ex_names, ex_lines = _variable_chain(rng)
@@ -165,18 +180,11 @@ def common_word_frequency(length: int) -> int:
     return max(4, min(30, length // 200))
 
 
-def draw_cwe(rng: random.Random, depth: float, source: str, length: int) -> Draft:
+def draw_cwe(rng: random.Random, depth: float, source: str, length: int, index: int) -> Draft:
     pool = list(vocabulary())
     rng.shuffle(pool)
     common, rare = pool[:10], pool[10:]
     frequency = common_word_frequency(length)
-    order_seed = rng.randrange(2**32)
-
-    def context(n: int) -> str:
-        words = common * frequency + rare[:n] * 3
-        random.Random(order_seed).shuffle(words)
-        return " ".join(f"{i + 1}. {word}" for i, word in enumerate(words))
-
     return Draft(
         template=(
             "Below is a numbered list of words. In these words, some appear more often than others. "
@@ -185,20 +193,16 @@ def draw_cwe(rng: random.Random, depth: float, source: str, length: int) -> Draf
         ),
         answer_prefix=" Answer: The top 10 words that appear most often in the list are:",
         expected=tuple(common),
-        context=context,
+        context=word_list(common, frequency, rare, 3, rng.randrange(2**32)),
         max_units=len(rare),
     )
 
 
-def draw_qa(rng: random.Random, depth: float, source: str, length: int) -> Draft:
+def draw_qa(rng: random.Random, depth: float, source: str, length: int, index: int) -> Draft:
     support, *distractors = draw_facts(rng, 4)
     needles = [(depth, support.fact)] + [(rng.random(), d.fact) for d in distractors]
-    instruction = "Answer the question based on the given documents. Only give me the answer and do not output any other words."
     return Draft(
-        template=(
-            f"{instruction}\n\nThe following are given documents.\n\n{{context}}\n\n{instruction}\n\n"
-            f"Question: {support.question}"
-        ),
+        template=QA_TEMPLATE.replace("{question}", support.question),
         answer_prefix=f" Answer: {support.statement}",
         expected=(support.answer,),
         context=haystack_context(source, rng.randrange(10_000), needles),
@@ -242,7 +246,7 @@ def make_sample(
         raise UserError(f"haystack {source!r}: must be one of {sorted(HAYSTACKS)}")
     rng = random.Random(f"{seed}:{task_name}:{length}:{index}")
     depth = DEPTHS[index % len(DEPTHS)]
-    draft = task.draw(rng, depth, source or "noise", length)
+    draft = task.draw(rng, depth, source or "noise", length, index)
 
     def build(n: int) -> Sample:
         return Sample(
@@ -286,10 +290,13 @@ class SyntheticSource:
         self.suite = suite
 
     def available(self, task: str) -> int | None:
-        """None: a generator has no limit on the number of samples."""
+        """How many samples `task` has: None (no limit) for a generator, the item count for data."""
         if task not in self.tasks:
             raise UserError(f"{self.suite} task {task!r}: must be one of {list(self.tasks)}")
-        return None
+        size = self.tasks[task].size
+        return None if size is None else size()
 
     def sample(self, task: str, length: int, index: int) -> Sample:
-        return make_sample(task, length, index, self.count_tokens, seed=self.seed, haystack=self.haystack, tasks=self.tasks)
+        return make_sample(
+            task, length, index, self.count_tokens, seed=self.seed, haystack=self.haystack, tasks=self.tasks
+        )

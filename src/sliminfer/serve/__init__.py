@@ -14,7 +14,7 @@ Per request, an optional `sliminfer` object picks the method (`{"method": "full"
 `sliminfer` field with TTFT, queue wait, kept tokens per layer, KV bytes, method and config.
 
 Layout: `schemas` validates bodies, `engine` runs generations on one model thread behind a
-bounded FIFO queue, `responses` shapes OpenAI bodies and chunks, `metrics` renders Prometheus
+bounded FIFO queue, `responses` shapes OpenAI bodies and chunks, `prometheus` renders Prometheus
 text, `app` wires them into FastAPI (`create_app`). `sliminfer.cli.serve` loads the model and
 runs uvicorn. Nothing is imported here, so the CLI can read defaults without importing FastAPI.
 """

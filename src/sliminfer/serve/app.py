@@ -37,7 +37,7 @@ from .engine import (
     model_runner,
 )
 from .errors import APIError, bad_request, from_generation_error
-from .metrics import CONTENT_TYPE, ServerMetrics
+from .prometheus import CONTENT_TYPE, ServerMetrics
 from .schemas import GenerationRequest, ModelInfo, parse_chat, parse_completion
 
 SHUTDOWN_TIMEOUT_S = 10.0

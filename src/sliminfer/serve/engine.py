@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..errors import UserError
-from .metrics import ServerMetrics
+from .prometheus import ServerMetrics
 from .schemas import GenerationRequest
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,9 @@ def usage(result: Any) -> dict[str, int]:
 
 
 def sliminfer_field(result: Any, queue_s: float) -> dict[str, Any]:
-    """What sliminfer adds to every answer: timings (model side, plus queue wait) and pruning."""
+    """What sliminfer adds to every answer: timings (model side, plus queue wait) and pruning
+    (`pruned` is false for a slim prompt below `min_prompt_tokens`; `finish_detail` says when the
+    context, not `max_tokens`, ended the answer)."""
     return {
         "ttft_s": result.ttft_s,
         "queue_s": queue_s,
@@ -52,6 +54,8 @@ def sliminfer_field(result: Any, queue_s: float) -> dict[str, Any]:
         "kept_tokens_per_layer": list(result.kept_tokens_per_layer),
         "kv_cache_bytes": result.kv_cache_bytes,
         "method": result.method,
+        "pruned": result.pruned,
+        "finish_detail": result.finish_detail,
         "config": result.config,
     }
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import SlimConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
+from ..methods import GENERATE_KINDS, parse_method
 from .errors import APIError, bad_request
 
-METHODS = ("slim", "full")
 DEFAULT_ALIAS = "default"
 COMPLETION_MAX_TOKENS = 16
 """OpenAI's default `max_tokens` for /v1/completions."""
@@ -121,28 +121,34 @@ def _request(
 
 
 def parse_overrides(value: Any, info: ModelInfo) -> tuple[str, SlimConfig]:
-    """The per-request `sliminfer` object: `method` plus any `SlimConfig` knobs on the base config."""
+    """The per-request `sliminfer` object: `method` (`slim`, `full` or `slim[key=value;...]`, the
+    grammar of `sliminfer.methods`) plus any `SlimConfig` knobs on top."""
     if value is None:
-        return METHODS[0], info.base_config
+        return GENERATE_KINDS[0], info.base_config
     if not isinstance(value, dict):
         raise bad_request(f"'sliminfer' must be an object, got {_kind(value)}", "sliminfer")
     knobs = dict(value)
-    method = knobs.pop("method", METHODS[0])
-    if method not in METHODS:
-        raise bad_request(f"sliminfer.method={method!r}: must be one of {list(METHODS)}", "sliminfer.method")
+    spec = knobs.pop("method", GENERATE_KINDS[0])
+    if not isinstance(spec, str):
+        raise bad_request(f"sliminfer.method must be a string, got {_kind(spec)}", "sliminfer.method")
+    try:
+        method = parse_method(spec, info.base_config, source="sliminfer.method")
+    except UserError as exc:
+        raise bad_request(str(exc), "sliminfer.method") from None
+    base = method.config or info.base_config
     for key, knob in knobs.items():
         try:
-            SlimConfig.from_dict({key: knob}, base=info.base_config)
+            SlimConfig.from_dict({key: knob}, base=base)
         except ConfigError as exc:
             raise bad_request(f"sliminfer.{key}: {exc}", f"sliminfer.{key}") from None
         except TypeError:
             raise bad_request(f"sliminfer.{key}={knob!r}: wrong type", f"sliminfer.{key}") from None
     try:
-        config = SlimConfig.from_dict(knobs, base=info.base_config)
+        config = SlimConfig.from_dict(knobs, base=base)
         config.check_model(info.num_layers)
     except (ConfigError, TypeError) as exc:
         raise bad_request(f"sliminfer: {exc}", "sliminfer") from None
-    return method, config
+    return method.kind, config
 
 
 def _completion_prompt(body: dict[str, Any], info: ModelInfo) -> str | list[int]:

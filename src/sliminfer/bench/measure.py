@@ -1,13 +1,13 @@
-"""One timed generation per call, for each benchmarked method.
+"""One timed generation per call, for each kind of benchmarked method (`sliminfer.methods`).
 
-- `hf`: what a user would run instead, plain transformers with SDPA and no sliminfer code:
-  TTFT is one synchronized forward over the prompt with `logits_to_keep=1` (what `generate`'s
-  prefill does), end to end is a synchronized `model.generate` of exactly N greedy tokens, and
-  decode ms/token is (end to end - first token) / (N - 1), with the first token's time taken
-  inside that same `generate` call by a streamer (the prefill of two separate calls differs by
-  more than a decode step at long prompts).
+- `hf`: what a user would run instead, plain transformers with SDPA and no sliminfer code: one
+  synchronized `model.generate` of exactly N greedy tokens. End to end is its wall time, TTFT
+  the time to its first new token (taken by a streamer), decode ms/token (end to end - TTFT) /
+  (N - 1). All three come from the same call, so TTFT <= end to end always holds (a separate
+  prefill forward for TTFT is another prefill, which on a CPU can take longer than the whole
+  `generate` call).
 - `full` / `slim`: `sliminfer.generate.generate` without / with pruning, which times its own
-  TTFT and decode; end to end is the synchronized wall time of the whole call.
+  TTFT and decode in the same way; end to end is the synchronized wall time of the whole call.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from transformers.generation.streamers import BaseStreamer
 from ..config import SlimConfig
 from ..generate import SamplingParams, generate
 from ..loading import LoadedModel
-from .flops import ModelShape, kv_cache_bytes
+from ..methods import Method
+from ..models import ModelShape
+from .flops import kv_cache_bytes
 from .harness import peak_memory_bytes, reset_peak_memory, synchronize, timed
-
-METHODS = ("hf", "full", "slim")
 
 
 @dataclass
-class Sample:
-    """One measured generation. Times in seconds unless the name says ms."""
+class Measurement:
+    """One measured generation (one of a cell's samples in results.json). Times in seconds
+    unless the name says ms."""
 
     ttft_s: float
     e2e_s: float
@@ -40,20 +41,17 @@ class Sample:
     kept_tokens_per_layer: list[int]
     kv_cache_bytes: int
     peak_memory_bytes: int | None
-    generate_ttft_s: float | None = None
-    """hf only: time to the first token inside `model.generate` (its prefill, not the TTFT forward)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def run_hf(loaded: LoadedModel, prompt_ids: list[int], new_tokens: int) -> Sample:
-    """Plain transformers: a prefill forward for TTFT, then `model.generate` for end to end."""
+def run_hf(loaded: LoadedModel, prompt_ids: list[int], new_tokens: int) -> Measurement:
+    """Plain transformers `model.generate`: TTFT, decode and end to end from one call."""
     model, device = loaded.model, loaded.device
     input_ids = torch.tensor([prompt_ids], device=device)
     reset_peak_memory(device)
     with torch.inference_mode():
-        ttft_s, _ = timed(lambda: model(input_ids=input_ids, logits_to_keep=1).logits, device)
         clock = _FirstTokenClock()
         synchronize(device)
         start = time.perf_counter()
@@ -68,20 +66,19 @@ def run_hf(loaded: LoadedModel, prompt_ids: list[int], new_tokens: int) -> Sampl
         )
         synchronize(device)
         e2e_s = time.perf_counter() - start
-    generate_ttft_s = clock.first_token_at - start
+    ttft_s = clock.first_token_at - start
     generated = output.shape[-1] - input_ids.shape[-1]
     shape = ModelShape.from_hf_config(model.config)
     # Like our cache: every prompt token in every layer, plus all generated tokens but the last.
     stored = [len(prompt_ids) + generated - 1] * shape.layers
-    return Sample(
+    return Measurement(
         ttft_s=ttft_s,
         e2e_s=e2e_s,
-        decode_ms_per_token=1000.0 * (e2e_s - generate_ttft_s) / max(generated - 1, 1),
+        decode_ms_per_token=1000.0 * (e2e_s - ttft_s) / max(generated - 1, 1),
         new_tokens=generated,
         kept_tokens_per_layer=[len(prompt_ids)] * shape.layers,
         kv_cache_bytes=kv_cache_bytes(shape, stored, model.dtype.itemsize),
         peak_memory_bytes=peak_memory_bytes(device),
-        generate_ttft_s=generate_ttft_s,
     )
 
 
@@ -115,7 +112,7 @@ class _FirstTokenClock(BaseStreamer):
 
 def run_sliminfer(
     loaded: LoadedModel, prompt_ids: list[int], new_tokens: int, method: str, config: SlimConfig
-) -> Sample:
+) -> Measurement:
     """`sliminfer.generate` with `method` 'full' or 'slim', exactly `new_tokens` tokens (EOS ignored)."""
     device = loaded.device
     sampling = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
@@ -123,7 +120,7 @@ def run_sliminfer(
     e2e_s, result = timed(
         lambda: generate(loaded, prompt_ids, method=method, config=config, sampling=sampling), device
     )
-    return Sample(
+    return Measurement(
         ttft_s=result.ttft_s,
         e2e_s=e2e_s,
         decode_ms_per_token=result.decode_ms_per_token,
@@ -135,9 +132,12 @@ def run_sliminfer(
 
 
 def method_call(
-    method: str, loaded: LoadedModel, prompt_ids: list[int], new_tokens: int, config: SlimConfig
-) -> Callable[[], Sample]:
-    """A no-argument function that runs `method` once on `prompt_ids` and returns its `Sample`."""
-    if method == "hf":
+    method: Method, loaded: LoadedModel, prompt_ids: list[int], new_tokens: int, base: SlimConfig
+) -> Callable[[], Measurement]:
+    """A no-argument function that runs `method` once on `prompt_ids` and returns its `Measurement`.
+
+    `full` runs with `base` (it prunes nothing, but `base` still decides e.g. CUDA-graph decoding).
+    """
+    if method.kind == "hf":
         return lambda: run_hf(loaded, prompt_ids, new_tokens)
-    return lambda: run_sliminfer(loaded, prompt_ids, new_tokens, method, config)
+    return lambda: run_sliminfer(loaded, prompt_ids, new_tokens, method.kind, method.config or base)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sliminfer.eval import metrics
-from sliminfer.eval.metrics import score
+from sliminfer.eval import scorers
+from sliminfer.eval.scorers import score
 
 
 def test_string_match_all_is_recall_and_case_insensitive():
@@ -29,11 +29,11 @@ def test_string_match_part_needs_one_alternative():
     ],
 )
 def test_qa_f1(prediction, truth, expected):
-    assert metrics.qa_f1(prediction, truth) == pytest.approx(expected)
+    assert scorers.qa_f1(prediction, truth) == pytest.approx(expected)
 
 
 def test_normalize_answer_drops_articles_punctuation_and_case():
-    assert metrics.normalize_answer("  The  Eiffel-Tower, an icon! ") == "eiffeltower icon"
+    assert scorers.normalize_answer("  The  Eiffel-Tower, an icon! ") == "eiffeltower icon"
 
 
 @pytest.mark.parametrize(
@@ -49,17 +49,17 @@ def test_normalize_answer_drops_articles_punctuation_and_case():
     ],
 )
 def test_rouge_l_matches_the_rouge_package(prediction, truth, expected):
-    assert metrics.rouge_l(prediction, truth) == pytest.approx(expected, abs=1e-12)
+    assert scorers.rouge_l(prediction, truth) == pytest.approx(expected, abs=1e-12)
 
 
 def test_rouge_l_without_sentences_scores_zero():
-    assert metrics.rouge_l("...", "a reference") == 0.0
-    assert metrics.rouge_l("", "a reference") == 0.0
+    assert scorers.rouge_l("...", "a reference") == 0.0
+    assert scorers.rouge_l("", "a reference") == 0.0
 
 
 def test_lcs_tie_breaking_follows_rouge():
     # Both "a" and "b" are an LCS of length 1; on ties rouge steps back in the second sequence.
-    assert metrics._lcs_words(["a", "b"], ["b", "a"]) == ["b"]
+    assert scorers._lcs_words(["a", "b"], ["b", "a"]) == ["b"]
 
 
 def test_classification_shares_credit_between_named_classes():
@@ -84,9 +84,9 @@ def test_code_similarity_uses_first_code_line():
     truth = "return x + 1"
     assert score("code_sim", "# comment\nreturn x + 1\nmore", [truth]) == 1.0
     assert score("code_sim", "```python\nreturn x + 2", [truth]) == pytest.approx(
-        metrics.fuzz_ratio("return x + 2", truth) / 100
+        scorers.fuzz_ratio("return x + 2", truth) / 100
     )
-    assert metrics.fuzz_ratio("return x + 2", truth) == 92  # difflib: 2 * 11 / 24
+    assert scorers.fuzz_ratio("return x + 2", truth) == 92  # difflib: 2 * 11 / 24
     assert score("code_sim", "", [truth]) == 0.0
 
 

@@ -8,7 +8,7 @@ import pytest
 from serve_fakes import parse_metrics
 
 from sliminfer.generate import GenerationResult
-from sliminfer.serve.metrics import Counter, Gauge, Histogram, ServerMetrics
+from sliminfer.serve.prometheus import Counter, Gauge, Histogram, ServerMetrics
 
 
 def test_histogram_buckets_are_cumulative_with_sum_and_count():

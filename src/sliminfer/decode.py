@@ -1,0 +1,150 @@
+"""Decoding one token per step behind one interface: `step(token) -> logits`, `finish() -> KVStats`.
+
+`EagerDecoder` runs the model's decoder layers from Python on the per-layer `SlimCache` and
+drives the `OffloadManager` when there is one (with a decode budget or `kv_offload="cpu"` it
+chooses each step's active prompt blocks and moves them). `GraphedDecoder` (`decode_graph.py`)
+replays a captured CUDA graph of a fixed-shape step. A generation decodes with `Decoding`: eager
+steps first, and graph replays from the first step `graph_may_take_over` allows (the handover
+rule, in one place).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from .cache import SlimCache
+from .config import SlimConfig
+from .decode_graph import WARMUP_STEPS, GraphedDecoder
+from .loading import LoadedModel
+from .metrics import KVStats
+from .models import ModelParts, ModelShape
+from .offload import OffloadManager, uses_manager
+from .schedule import prunes
+
+
+class Decoder(Protocol):
+    """Decodes the tokens of one generation, one per call, at consecutive positions."""
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Run `token` `[1, 1]` through the model; returns the next token's float32 logits `[1, vocab]`."""
+        ...
+
+    def finish(self) -> KVStats:
+        """End decoding: settle the cache and return where the KV lived and what moving it cost."""
+        ...
+
+
+def prepare_manager(
+    loaded: LoadedModel, config: SlimConfig | None, prompt_tokens: int, reserve_tokens: int
+) -> OffloadManager | None:
+    """The offload manager a pruned prompt needs (None without decode budget or offload).
+
+    Runs before any work: it sizes and allocates the store, and raises `HostMemoryError` when
+    `kv_offload="cpu"` would not fit in host memory.
+    """
+    if config is None or not prunes(config, prompt_tokens) or not uses_manager(config):
+        return None
+    shape = ModelShape.from_hf_config(loaded.model.config)
+    block_shape = (shape.kv_heads, config.block_size, shape.head_dim)
+    return OffloadManager.prepare(
+        config, prompt_tokens, shape.layers, block_shape, loaded.model.dtype, loaded.device, reserve_tokens
+    )
+
+
+def decode_step(
+    parts: ModelParts, token: torch.Tensor, position: int, cache: SlimCache, manager: OffloadManager | None = None
+) -> torch.Tensor:
+    """Run one token `[batch, 1]` at `position` through every layer; returns `[batch, vocab]` logits.
+
+    With a `manager`, score layers record the token's unit scores and the manager picks the
+    active blocks and starts copies right after each layer is launched.
+    """
+    positions = torch.full_like(token, position)
+    hidden, rope = parts.embed(token, positions)
+    state = manager.forward_state() if manager is not None else None
+    for index in range(parts.num_layers):
+        hidden = parts.run_layer(index, hidden, positions, rope, cache, slim=state)
+        if manager is not None:
+            manager.after_layer(index, state)
+    return parts.last_logits(hidden)
+
+
+class EagerDecoder:
+    """`decode_step` at consecutive positions from the prompt's end; owns the manager's decode
+    phase, from `attach` (given the prefill's kept positions) to `finish`.
+
+    Args:
+        prompt_tokens: the prompt length, which is the first decode position.
+        kept_positions: per layer, the prompt positions prefill kept (`PrefillResult.kept_positions`).
+    """
+
+    def __init__(
+        self,
+        parts: ModelParts,
+        cache: SlimCache,
+        prompt_tokens: int,
+        kept_positions: list[torch.Tensor],
+        manager: OffloadManager | None = None,
+    ) -> None:
+        self.parts, self.cache, self.manager = parts, cache, manager
+        self.prompt_tokens = self.position = prompt_tokens
+        if manager is not None:
+            manager.attach(cache.layers, kept_positions)
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        logits = decode_step(self.parts, token, self.position, self.cache, self.manager)
+        self.position += 1
+        return logits
+
+    def finish(self) -> KVStats:
+        """The manager's traffic (if any) plus the cache's bytes, read after the last step."""
+        kv = self.manager.finish() if self.manager is not None else KVStats()
+        cache = self.cache
+        kv.gpu_prompt_kv_bytes += cache.prompt_kv_bytes()
+        kv.gpu_generated_kv_bytes = cache.kv_bytes() - cache.prompt_kv_bytes()
+        kv.full_prompt_kv_bytes = self.parts.num_layers * self.prompt_tokens * cache.layers[0].token_bytes()
+        return kv
+
+
+def graph_may_take_over(graphs: bool, steps_left: int, manager: OffloadManager | None) -> bool:
+    """The handover rule: whether a CUDA graph may run every remaining step of a generation.
+
+    Only when graphs are allowed at all (`graphs`: CUDA and `cuda_graph_decode`), when more steps
+    remain than the `WARMUP_STEPS` that capturing runs ahead into the cache's slots, and when no
+    step can change shape or addresses any more: no manager, or a manager whose resident sets
+    are static (`OffloadManager.is_static`: gamma = 0, every slot filled, no copy pending).
+    """
+    return graphs and steps_left > WARMUP_STEPS and (manager is None or manager.is_static())
+
+
+class Decoding:
+    """The decoder of one generation: eager steps, then graph replays from the first step
+    `graph_may_take_over` allows (at most once: a graph never hands back).
+
+    Args:
+        eager: the eager decoder, positioned at the first decode step.
+        max_steps: the most `step` calls the generation can make (it may stop earlier).
+        graphs: whether graphs may take over at all (CUDA and `cuda_graph_decode`).
+        capture: capture a CUDA graph at the handover; False runs the graph's fixed-shape step
+            eagerly (how the handover is tested on CPU).
+    """
+
+    def __init__(self, eager: EagerDecoder, max_steps: int, graphs: bool, capture: bool = True) -> None:
+        self.eager = eager
+        self.graphed: GraphedDecoder | None = None
+        self.steps_left = max_steps
+        self.graphs, self.capture = graphs, capture
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        if self.graphed is None and graph_may_take_over(self.graphs, self.steps_left, self.eager.manager):
+            self.graphed = GraphedDecoder(self.eager.parts, self.eager.cache, self.eager.position, self.capture)
+        self.steps_left -= 1
+        decoder = self.graphed if self.graphed is not None else self.eager
+        return decoder.step(token)
+
+    def finish(self) -> KVStats:
+        if self.graphed is not None:
+            self.graphed.finish()
+        return self.eager.finish()
