@@ -131,6 +131,8 @@ def test_calibrate_on_the_embedded_model_writes_a_preset_generate_reads(tmp_path
     preset = json.loads(out.read_text())
     calibration = preset["calibration"]
     assert calibration["probe"]["lengths"] == [2048] and len(calibration["layer_recall"]["0.25"]) == 30
+    command = calibration["command"]
+    assert command[:4] == ["sliminfer", "calibrate", "--model", "default"] and command[command.index("--lengths") + 1] == "2k"
     assert calibration["chosen"]["recall"] >= 0.6 and calibration["verification"][-1]["passed"]
     config = load_config_file(str(out))
     assert [list(c) for c in config.keep_schedule] == calibration["chosen"]["keep_schedule"]

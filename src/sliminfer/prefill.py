@@ -27,9 +27,8 @@ from .scoring import (
     forced_blocks,
     kept_token_indices,
     mass_block_count,
-    rank_blocks,
+    prompt_block_scores,
     select_blocks,
-    to_prompt_blocks,
 )
 from .state import ForwardState
 
@@ -82,9 +81,7 @@ def slim_prefill(
             layer_scores = {i: s for i, s in layer_scores.items() if plan.last_use(i) > index}
         hidden = parts.run_layer(index, hidden, positions, (cos, sin), cache, mlp_chunk, slim=state)
         if index in plan.score_layers:
-            unit_scores = state.unit_scores.pop(index)
-            scores = rank_blocks(unit_scores, config)
-            layer_scores[index] = to_prompt_blocks(scores, block_ids_of(positions, config.block_size), n_prompt_blocks)
+            layer_scores[index] = prompt_block_scores(state.unit_scores.pop(index), positions, n_prompt_blocks, config)
         kept_positions.append(positions)
     cache.end_prefill(prompt_tokens)
     return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=plan.pruned)

@@ -72,19 +72,18 @@ class LayerPlan:
         config.check_model(num_layers)
         block = config.block_size
         padding = math.ceil(prompt_tokens / block) * block - prompt_tokens
-        cuts, kept, current = {}, [], prompt_tokens
+        cuts, tokens_from, current = [], {}, prompt_tokens
         for (layer, keep), scorers in zip(config.keep_schedule, config.cut_score_layers, strict=True):
             forced = int(forced_blocks(current, block, config.sink_tokens, config.window).sum())
             wanted = blocks_to_keep(keep, prompt_tokens, block, config.min_keep_tokens)
             n_blocks = kept_block_count(wanted, forced, math.ceil(current / block))
-            cuts[layer] = Cut(layer, keep, scorers, n_blocks)
-            current = n_blocks * block - padding
-        current = prompt_tokens
+            cuts.append(Cut(layer, keep, scorers, n_blocks))
+            current = tokens_from[layer] = n_blocks * block - padding
+        kept, current = [], prompt_tokens
         for layer in range(num_layers):
-            if layer in cuts:
-                current = cuts[layer].kept_blocks * block - padding
+            current = tokens_from.get(layer, current)
             kept.append(current)
-        return cls(prompt_tokens, tuple(kept), tuple(cuts.values()))
+        return cls(prompt_tokens, tuple(kept), tuple(cuts))
 
     @property
     def num_layers(self) -> int:

@@ -123,6 +123,20 @@ def to_prompt_blocks(scores: torch.Tensor, block_ids: torch.Tensor, n_prompt_blo
     return out.scatter_(1, block_ids, normalized)
 
 
+def prompt_block_scores(
+    unit_scores: torch.Tensor, positions: torch.Tensor, n_prompt_blocks: int, config: SlimConfig
+) -> torch.Tensor:
+    """One layer's window scores as `[batch, n_prompt_blocks]`, ranked the way `config` ranks
+    blocks and normalized in original-prompt block space (what cuts combine and the probe records).
+
+    Args:
+        unit_scores: `[batch, n_units]` over the layer's (possibly compacted) sequence.
+        positions: `[batch, n]` original positions of that sequence.
+    """
+    scores = rank_blocks(unit_scores, config)
+    return to_prompt_blocks(scores, block_ids_of(positions, config.block_size), n_prompt_blocks)
+
+
 def combine_layers(per_layer: list[torch.Tensor], how: str) -> torch.Tensor:
     """Combine normalized `[batch, n_prompt_blocks]` scores of several layers by `max` or `sum`."""
     stacked = torch.stack(per_layer)

@@ -23,7 +23,7 @@ from ..eval.backend import ModelBackend
 from ..eval.sample import Sample
 from ..eval.synthetic import make_sample
 from ..loading import LoadedModel
-from ..scoring import block_ids_of, forced_blocks, rank_blocks, to_prompt_blocks
+from ..scoring import forced_blocks, prompt_block_scores
 from ..state import ForwardState
 
 PROBE_TASKS = ("passkey", "multikey", "multivalue")
@@ -97,8 +97,7 @@ def layer_block_scores(loaded: LoadedModel, input_ids: torch.Tensor, config: Sli
         loaded.model(input_ids=input_ids, slim=state, use_cache=False, logits_to_keep=1)
     positions = torch.arange(n, device=input_ids.device)[None]
     n_blocks = math.ceil(n / config.block_size)
-    ids = block_ids_of(positions, config.block_size)
-    rows = [to_prompt_blocks(rank_blocks(state.unit_scores[layer], config), ids, n_blocks)[0] for layer in range(num_layers)]
+    rows = [prompt_block_scores(state.unit_scores[layer], positions, n_blocks, config)[0] for layer in range(num_layers)]
     return torch.stack(rows).cpu()
 
 

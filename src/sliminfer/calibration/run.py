@@ -94,7 +94,8 @@ def verify(
                 on_step()
         rows.append(row)
     full, slim = sum(r["full"] for r in rows), sum(r["slim"] for r in rows)
-    return {"schedule": config.to_dict()["keep_schedule"], "score_layers": config.to_dict()["score_layers"],
+    described = config.to_dict()
+    return {"schedule": described["keep_schedule"], "score_layers": described["score_layers"],
             "full": full, "slim": slim, "passed": slim >= full, "prompts": rows}
 
 
@@ -154,6 +155,7 @@ def calibrate(
             "prompts than full: raise --target-recall or --tries"
         )
     config = candidate.config(base)
+    front = pareto_front(found)
     record = {
         "model": loaded.name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -164,11 +166,11 @@ def calibrate(
         "target_recall": spec.target_recall,
         "reference_tokens": reference,
         "chosen": candidate.to_dict(),
-        "front": [c.to_dict() for c in pareto_front(found)],
+        "front": [c.to_dict() for c in front],
         "layer_recall": {str(keep): [round(v, 4) for v in values] for keep, values in singles.items()},
         "verification": tried,
     }
-    return CalibrationResult(config, candidate, pareto_front(found), singles, tried, record)
+    return CalibrationResult(config, candidate, front, singles, tried, record)
 
 
 def write_preset(path: str, result: CalibrationResult) -> None:

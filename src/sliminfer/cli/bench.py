@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .options import add_config_options, add_model_options, parse_lengths, resolve_config
+from .options import add_config_options, add_model_options, parse_lengths, resolve_config, spelled_command
 
 EPILOG = """\
 --model also takes llama-3.1-8b or qwen2.5-7b: the public architecture with random weights,
@@ -88,11 +88,5 @@ def run(args: argparse.Namespace) -> int:
 
 def command_line(args: argparse.Namespace) -> list[str]:
     """The effective command, every option spelled out, for results.json and table.md."""
-    command = ["sliminfer", "bench", "--model", args.model, "--device", args.device, "--dtype", args.dtype]
-    for flag in ("lengths", "methods", "new_tokens", "repeats", "warmup", "seed", "out"):
-        command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    if args.config:
-        command += ["--config", args.config]
-    for item in args.overrides:
-        command += ["--set", item]
-    return command
+    flags = ("model", "device", "dtype", "lengths", "methods", "new_tokens", "repeats", "warmup", "seed", "out")
+    return spelled_command("bench", args, flags)

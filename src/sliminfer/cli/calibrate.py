@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_config_options, add_model_options, resolve_config
+from .options import add_config_options, add_model_options, resolve_config, spelled_command
 
 EPILOG = """\
 Probes the model on synthetic needle prompts (its own seed and haystack, not an evaluation's
@@ -16,6 +16,12 @@ of answer needles it keeps and by its prefill FLOPs at --reference-length. The c
 the next one that keeps more tokens somewhere is tried (up to --tries). Writes --out (read it back with `--config FILE` in generate, bench, eval and
 serve) and prints the recall-vs-FLOPs front.
 """
+
+
+COMMAND_FLAGS = (
+    "model", "device", "dtype", "out", "lengths", "prompts", "verify", "target_recall", "max_flops",
+    "reference_length", "tries",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         max_flop_fraction=args.max_flops,
         reference_tokens=parse_lengths(args.reference_length)[0],
         max_tries=args.tries,
-        command=["sliminfer", "calibrate", *sys.argv[2:]],
+        command=spelled_command("calibrate", args, COMMAND_FLAGS),
     )
     bars = []
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .options import add_config_options, add_model_options, resolve_config
+from .options import add_config_options, add_model_options, resolve_config, spelled_command
 
 EPILOG = """\
 suites:
@@ -144,26 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
 def command_line(args: argparse.Namespace) -> list[str]:
     """The effective command, every option spelled out, for results.json."""
-    command = ["sliminfer", "eval"]
-    for flag in (
-        "model",
-        "device",
-        "dtype",
-        "suite",
-        "tasks",
-        "lengths",
-        "samples",
-        "methods",
-        "data",
-        "haystack",
-        "seed",
-        "config",
-        "out",
-    ):
-        value = getattr(args, flag)
-        if value not in (None, ""):
-            command += [f"--{flag}", str(value)]
-    command += [item for override in args.overrides for item in ("--set", override)]
+    flags = ("model", "device", "dtype", "suite", "tasks", "lengths", "samples", "methods", "data", "haystack", "seed", "out")
+    command = spelled_command("eval", args, flags)
     command += ["--chat" if args.chat else "--no-chat"]
-    command += ["--newline-markers"] if args.newline_markers else []
-    return command
+    return command + (["--newline-markers"] if args.newline_markers else [])

@@ -41,6 +41,18 @@ def resolve_config(args: argparse.Namespace, base: SlimConfig) -> SlimConfig:
     return config.with_overrides(args.overrides)
 
 
+def spelled_command(subcommand: str, args: argparse.Namespace, flags: tuple[str, ...]) -> list[str]:
+    """The effective command, for result files: `sliminfer SUBCOMMAND`, each of `flags` that
+    has a value spelled out (`new_tokens` -> `--new-tokens`), then `--config` and the `--set`s.
+    Rebuilt from the parsed arguments, so it is right however the CLI was invoked."""
+    command = ["sliminfer", subcommand]
+    for flag in (*flags, "config"):
+        value = getattr(args, flag)
+        if value not in (None, ""):
+            command += [f"--{flag.replace('_', '-')}", str(value)]
+    return command + [item for override in args.overrides for item in ("--set", override)]
+
+
 def parse_lengths(text: str) -> list[int]:
     """'8k,16k,1000' -> [8192, 16384, 1000] (k = 1024), ascending and without duplicates."""
     lengths = set()
