@@ -1,47 +1,64 @@
 #!/usr/bin/env bash
-# Accuracy on a real model on the GPU machine: scoring variants, calibration, RULER eval.
+# Accuracy on a real model on the GPU machine: calibration and the RULER eval, methods in parallel.
 # Runs inside `benchmarks/gpu_models.sh run MODEL benchmarks/accuracy_gpu.sh LABEL [PHASES]`,
-# which exports MODEL_PATH, SLIMINFER_RULER_DATA and PYTHONPATH.
+# which exports MODEL_PATH, SLIMINFER_RULER_DATA and PYTHONPATH (MODEL_PATH may be overridden to
+# run a second staged model from the same command).
 #
-#   PHASES  comma-separated, default variants,calibrate,eval:
+#   PHASES  comma-separated, default calibrate,eval:
 #     variants   benchmarks/scoring_variants.py -> variants.json / variants.md
 #     calibrate  sliminfer calibrate -> preset.json / calibrate.md ($CALIBRATE_ARGS appended)
-#     eval       sliminfer eval --suite ruler --config preset.json --methods "$EVAL_METHODS"
-#                (default full,slim) at $EVAL_LENGTHS (8k,16k,32k), $EVAL_SAMPLES (10) per task
-#                and length, stopped cleanly after $EVAL_TIME_LIMIT s (default 420)
+#     eval       RULER through benchmarks/eval_parallel.py, one process per method on $GPUS:
+#                $EARLY_METHODS (default full) start at once, beside calibration; then
+#                $EVAL_METHODS (default slim) with --config preset.json. $EVAL_LENGTHS (8k,16k,32k),
+#                $EVAL_SAMPLES (10) per task and length, $EVAL_ARGS appended.
+#   GPUS      GPU ids for this model (default 0); calibration runs on the first.
+#   DEADLINE  epoch seconds when every eval process is interrupted (default: now + 540).
+#   DEVICE, DTYPE  default cuda, bfloat16 (cpu, float32 to try the script here).
 #
-# Work lives in /tmp/sliminfer-runs/LABEL, which survives between commands on a warm machine:
-# a phase whose output exists is skipped, and eval resumes where it stopped, so a second
-# command continues the first. At the end everything is packed into $OUT/LABEL.tar.gz.
+# Work lives in /tmp/sliminfer-runs/LABEL, which survives between commands on a warm machine: a
+# phase whose output exists is skipped and eval resumes where it stopped, so a second command
+# continues the first. At the end everything is packed into $OUT/LABEL.tar.gz.
 set -uo pipefail
 
 label=${1:?LABEL}
-phases=${2:-variants,calibrate,eval}
+phases=${2:-calibrate,eval}
 work=/tmp/sliminfer-runs/$label
 mkdir -p "$work"
-model=(--model "$MODEL_PATH" --device cuda --dtype bfloat16)
+gpus=${GPUS:-0}
+deadline=${DEADLINE:-$(($(date +%s) + 540))}
+model=(--model "$MODEL_PATH" --device "${DEVICE:-cuda}" --dtype "${DTYPE:-bfloat16}")
 has() { [[ ",$phases," == *",$1,"* ]]; }
-# The CLI with SIGINT raising KeyboardInterrupt (eval then writes its table and exits 130).
+left() { echo $((deadline - $(date +%s))); }
+# The CLI with SIGINT raising KeyboardInterrupt.
 cli='import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from sliminfer.cli.main import main
 sys.exit(main(sys.argv[1:]))'
+eval_parallel() {
+    # shellcheck disable=SC2086
+    python3 benchmarks/eval_parallel.py --gpus "$gpus" --time-limit "$(left)" -- --suite ruler "${model[@]}" \
+        --lengths "${EVAL_LENGTHS:-8k,16k,32k}" --samples "${EVAL_SAMPLES:-10}" --out "$work/eval" ${EVAL_ARGS:-} "$@"
+}
 
+early=
+if has eval && [[ -n ${EARLY_METHODS-full} ]]; then
+    eval_parallel --methods "${EARLY_METHODS-full}" >"$work/early.log" 2>&1 &
+    early=$!
+fi
 if has variants && [[ ! -s $work/variants.json ]]; then
-    python3 benchmarks/scoring_variants.py "${model[@]}" --out "$work/variants.json" | tee "$work/variants.md"
+    CUDA_VISIBLE_DEVICES=${gpus%%,*} python3 benchmarks/scoring_variants.py "${model[@]}" --out "$work/variants.json" | tee "$work/variants.md"
 fi
 if has calibrate && [[ ! -s $work/preset.json ]]; then
     # shellcheck disable=SC2086
-    python3 -c "$cli" calibrate "${model[@]}" --out "$work/preset.json" ${CALIBRATE_ARGS:-} | tee "$work/calibrate.md"
+    CUDA_VISIBLE_DEVICES=${gpus%%,*} timeout --preserve-status --signal=INT "$(left)" \
+        python3 -c "$cli" calibrate "${model[@]}" --out "$work/preset.json" ${CALIBRATE_ARGS:-} 2>"$work/calibrate.log" | tee "$work/calibrate.md"
 fi
 if has eval; then
     config=()
     [[ -s $work/preset.json ]] && config=(--config "$work/preset.json")
-    timeout --preserve-status --signal=INT --kill-after=30 "${EVAL_TIME_LIMIT:-420}" \
-        python3 -c "$cli" eval --suite ruler "${model[@]}" "${config[@]}" \
-        --lengths "${EVAL_LENGTHS:-8k,16k,32k}" --samples "${EVAL_SAMPLES:-10}" \
-        --methods "${EVAL_METHODS:-full,slim}" --out "$work/eval" ${EVAL_ARGS:-}
-    echo "accuracy_gpu.sh: eval exited $?"
+    [[ -n ${EVAL_METHODS-slim} ]] && eval_parallel "${config[@]}" --methods "${EVAL_METHODS-slim}" | tail -5
+    [[ -n $early ]] && wait "$early"
+    python3 benchmarks/eval_parallel.py --merge-only "$work/eval" >/dev/null && sed -n '/## Average/,/^Cells/p' "$work/eval/table.md"
 fi
 tar -czf "$OUT/$label.tar.gz" -C /tmp/sliminfer-runs "$label"
 ls -l "$OUT"

@@ -20,7 +20,7 @@ import sys
 import time
 
 from sliminfer.calibration.probe import build_probe_prompts, probe
-from sliminfer.calibration.search import candidates, ranked_choices, recall
+from sliminfer.calibration.search import candidates, recall
 from sliminfer.cli.options import parse_lengths
 from sliminfer.envinfo import environment
 from sliminfer.loading import load_model
@@ -63,14 +63,15 @@ def main() -> int:
         for combine in COMBINES:
             config = dataclasses.replace(base, score_combine=combine)
             found, singles = candidates(probed, config, shape, reference)
-            best = ranked_choices(found, args.target_recall)
+            reaching = [c for c in found if c.recall >= args.target_recall]
+            cheapest = min(reaching, key=lambda c: c.flop_fraction, default=None)
             row = {
                 "variant": name,
                 "overrides": overrides + [f"score_combine={combine}"],
                 "probe_s": round(probe_s, 1),
                 "layer_recall_at_0.25": [round(v, 3) for v in singles[0.25]],
                 "old_default_recall": round(recall(probed, [(0.25, (old_cut - 1,))], config), 4),
-                "cheapest_at_target": best[0].to_dict() if best else None,
+                "cheapest_at_target": cheapest.to_dict() if cheapest else None,
                 "best_recall": round(max(c.recall for c in found), 4),
             }
             rows.append(row)

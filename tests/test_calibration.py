@@ -55,14 +55,21 @@ def test_search_decouples_score_layers_from_the_cut():
     probed = [prompt_finding(block, {2}) for block in (3, 7, 12)]
     found, singles = candidates(probed, CONFIG, SHAPE, 80)
     assert singles[0.25] == [0.0, 0.0, 1.0, 0.0]
-    best = ranked_choices(found, 1.0)[0]
+    cheapest = min((c for c in found if c.recall == 1.0), key=lambda c: c.flop_fraction)
     # Keep 0.1 leaves only the two forced blocks of 20; 0.15 adds the needle's.
-    assert best.keep_schedule == ((3, 0.15),) and best.score_layers == ((2,),)
+    assert cheapest.keep_schedule == ((3, 0.15),) and cheapest.score_layers == ((2,),)
+    best = ranked_choices(found, probed, CONFIG, 1.0, 1.0)[0]
+    # Within any budget the choice keeps the needles even at half its keep: 0.15 -> 0.075 would not.
+    assert best.score_layers[0] == (2,) and best.margin == 1.0
     config = best.config(CONFIG)
     assert config.preserve_layers == best.keep_schedule[0][0] and config.score_layers == best.score_layers
     front = pareto_front(found)
     assert all(a.flop_fraction <= b.flop_fraction and a.recall < b.recall for a, b in zip(front, front[1:], strict=False))
-    assert ranked_choices(found, 1.0, max_flop_fraction=0.01) == []
+    assert ranked_choices(found, probed, CONFIG, 1.0, max_flop_fraction=0.01) == []
+    budget = sorted(c.flop_fraction for c in found if c.recall == 1.0)[1]
+    within = ranked_choices(found, probed, CONFIG, 1.0, budget)
+    assert within and all(c.flop_fraction <= budget for c in within)
+    assert [c.margin for c in within] == sorted((c.margin for c in within), reverse=True)
 
 
 def test_candidate_round_trips_through_json():

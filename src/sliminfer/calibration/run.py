@@ -1,8 +1,9 @@
 """`calibrate`: probe a model, choose score layers, cuts and keeps, verify against full, save.
 
-The choice is the cheapest candidate (prefill FLOPs at the reference length) whose probe recall
-reaches the target; it must then answer at least as many verification prompts as full does
-(other seed, longest probe length), or the next candidate is tried. The preset file holds the
+The choice is, among candidates within the FLOP budget (prefill FLOPs of full at the reference
+length) whose probe recall reaches the target, the one with the largest margin (see `search`);
+it must then answer at least as many verification prompts as full does (other seed, spread over
+every probe length), or the next candidate that keeps more tokens somewhere is tried. The preset file holds the
 config under "config" (what `--config` reads) and the evidence under "calibration".
 """
 
@@ -41,7 +42,7 @@ class CalibrationSpec:
     per_length: int = 12
     verify_prompts: int = 9
     target_recall: float = 0.97
-    max_flop_fraction: float = 1.0
+    max_flop_fraction: float = 0.5
     reference_tokens: int = 32768
     max_tries: int = 3
     command: list[str] = field(default_factory=list)
@@ -78,14 +79,21 @@ def check_lengths(loaded: LoadedModel, lengths: tuple[int, ...]) -> None:
 
 
 def verify(
-    loaded: LoadedModel, config: SlimConfig, length: int, prompts: int, on_step: Callable[[], None] | None = None
+    loaded: LoadedModel,
+    config: SlimConfig,
+    lengths: list[int],
+    prompts: int,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Full and `config` on `prompts` fresh needle prompts: each one's scores and the totals."""
+    """Full and `config` on `prompts` fresh needle prompts, cycling through `lengths` and then
+    the probe tasks (so each length sees every task): each one's scores and the totals."""
     backend = ModelBackend(loaded, chat=bool(loaded.tokenizer.chat_template))
     methods = (Method("full", "full", None), Method("slim", "slim", config))
     rows = []
     for index in range(prompts):
-        sample = make_sample(PROBE_TASKS[index % len(PROBE_TASKS)], length, index, backend.count_tokens, seed=VERIFY_SEED)
+        length = lengths[index % len(lengths)]
+        task = PROBE_TASKS[(index // len(lengths)) % len(PROBE_TASKS)]
+        sample = make_sample(task, length, index, backend.count_tokens, seed=VERIFY_SEED)
         row = {"task": sample.task, "length": length, "index": index}
         for method in methods:
             answer = backend.answer(sample, method)
@@ -129,7 +137,7 @@ def calibrate(
     shape = ModelShape.from_hf_config(loaded.model.config)
     reference = min(spec.reference_tokens, loaded.max_context)
     found, singles = candidates(probed, base, shape, reference)
-    choices = ranked_choices(found, spec.target_recall, spec.max_flop_fraction)
+    choices = ranked_choices(found, probed, base, spec.target_recall, spec.max_flop_fraction)
     if not choices:
         best = max(found, key=lambda c: c.recall)
         raise UserError(
@@ -144,15 +152,15 @@ def calibrate(
         if any(no_more_generous(candidate, loser, base, shape.layers, reference) for loser in failed):
             continue
         tick = progress(2 * spec.verify_prompts, f"verify {candidate.keep_schedule}") if progress else None
-        result = verify(loaded, candidate.config(base), max(lengths), spec.verify_prompts, tick)
+        result = verify(loaded, candidate.config(base), lengths, spec.verify_prompts, tick)
         tried.append(result)
         if result["passed"]:
             break
         failed.append(candidate)
     if not tried or not tried[-1]["passed"]:
         raise UserError(
-            f"the {len(tried)} cheapest schedules at recall >= {spec.target_recall} answered fewer verification "
-            "prompts than full: raise --target-recall or --tries"
+            f"the {len(tried)} best schedules at recall >= {spec.target_recall} within {spec.max_flop_fraction} of "
+            "full's FLOPs answered fewer verification prompts than full: raise --max-flops or --tries"
         )
     config = candidate.config(base)
     front = pareto_front(found)
@@ -164,6 +172,7 @@ def calibrate(
         "probe": {"tasks": list(PROBE_TASKS), "seed": PROBE_SEED, "lengths": lengths, "per_length": spec.per_length,
                   "haystack": "docs", "window": base.window, "block_size": base.block_size},
         "target_recall": spec.target_recall,
+        "max_flop_fraction": spec.max_flop_fraction,
         "reference_tokens": reference,
         "chosen": candidate.to_dict(),
         "front": [c.to_dict() for c in front],

@@ -2,8 +2,11 @@
 
 A candidate is a keep schedule with its score layers. Its *recall* is the share of answer
 needles whose block survives every cut when each cut ranks blocks by its score layers' combined
-scores from the unpruned pass (a deeper cut ranks only what the earlier cuts kept). Its cost is
-the analytic prefill FLOPs of its `LayerPlan` at a reference length. The scores of one layer do
+scores from the unpruned pass (a deeper cut ranks only what the earlier cuts kept). Its *margin*
+is the same share when every cut keeps half as many blocks: synthetic probes are easier than real
+tasks, so many schedules reach full recall on them, and the margin tells the ones that find the
+needles with room to spare from the ones that barely do. Its cost is the analytic prefill FLOPs
+of its `LayerPlan` at a reference length. The scores of one layer do
 not depend on where the cut is, so a cut at `c` may use any layers before `c`: the best are
 found once per keep fraction and reused for every cut.
 """
@@ -23,6 +26,7 @@ from ..scoring import blocks_to_keep, combine_layers, select_blocks
 from .probe import ProbedPrompt
 
 KEEP_FRACTIONS = (0.1, 0.15, 0.2, 0.25, 0.33, 0.5)
+MARGIN_SHRINK = 0.5
 FIRST_OF_TWO_KEEPS = (0.5, 0.33)
 TOP_LAYERS_FOR_PAIRS = 6
 
@@ -35,12 +39,19 @@ class Candidate:
         keep_schedule, score_layers: as in `SlimConfig`.
         recall: share of the probe's answer needles that survive every cut.
         flop_fraction: prefill FLOPs over full's at the reference length.
+        margin: recall when every cut keeps `MARGIN_SHRINK` as much (None: not computed).
     """
 
     keep_schedule: tuple[tuple[int, float], ...]
     score_layers: tuple[tuple[int, ...], ...]
     recall: float
     flop_fraction: float
+    margin: float | None = None
+
+    @property
+    def cuts(self) -> list[tuple[float, tuple[int, ...]]]:
+        """`(keep, score layers)` per cut, the form `recall` takes."""
+        return [(keep, layers) for (_, keep), layers in zip(self.keep_schedule, self.score_layers, strict=True)]
 
     def config(self, base: SlimConfig) -> SlimConfig:
         """`base` with this schedule (the layers before the first cut preserved)."""
@@ -54,6 +65,7 @@ class Candidate:
             "score_layers": [list(layers) for layers in self.score_layers],
             "recall": round(self.recall, 4),
             "flop_fraction": round(self.flop_fraction, 4),
+            **({} if self.margin is None else {"margin": round(self.margin, 4)}),
         }
 
 
@@ -146,7 +158,28 @@ def pareto_front(found: list[Candidate]) -> list[Candidate]:
     return front
 
 
-def ranked_choices(found: list[Candidate], target_recall: float, max_flop_fraction: float = 1.0) -> list[Candidate]:
-    """Candidates at or above `target_recall`, cheapest first (ties: higher recall first)."""
-    good = [c for c in found if c.recall >= target_recall and c.flop_fraction <= max_flop_fraction]
-    return sorted(good, key=lambda c: (round(c.flop_fraction, 3), -c.recall, len(c.keep_schedule)))
+def with_margin(candidate: Candidate, probed: list[ProbedPrompt], config: SlimConfig) -> Candidate:
+    """`candidate` with its margin: its recall when every cut keeps `MARGIN_SHRINK` as much."""
+    shrunk = [(keep * MARGIN_SHRINK, layers) for keep, layers in candidate.cuts]
+    return dataclasses.replace(candidate, margin=recall(probed, shrunk, config))
+
+
+def ranked_choices(
+    found: list[Candidate],
+    probed: list[ProbedPrompt],
+    config: SlimConfig,
+    target_recall: float,
+    max_flop_fraction: float,
+) -> list[Candidate]:
+    """Candidates at or above `target_recall` within `max_flop_fraction`, best first.
+
+    Best means highest recall, then highest margin, then cheapest: the FLOP budget is the
+    user's speed requirement, and within it the schedule that finds the needles with the most
+    room to spare is the one most likely to hold on harder prompts than the probe's.
+    """
+    good = [
+        with_margin(c, probed, config)
+        for c in found
+        if c.recall >= target_recall and c.flop_fraction <= max_flop_fraction
+    ]
+    return sorted(good, key=lambda c: (-round(c.recall, 3), -round(c.margin, 3), round(c.flop_fraction, 3), len(c.keep_schedule)))

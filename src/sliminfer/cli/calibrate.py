@@ -11,10 +11,12 @@ EPILOG = """\
 Probes the model on synthetic needle prompts (its own seed and haystack, not an evaluation's
 data): every layer's window attention ranks the prompt's blocks, and each candidate schedule
 (cut layer x keep fraction x score layers before the cut; also two cuts) is scored by the share
-of answer needles it keeps and by its prefill FLOPs at --reference-length. The cheapest one at
---target-recall is then checked on --verify fresh prompts against full; if it answers fewer,
-the next one that keeps more tokens somewhere is tried (up to --tries). Writes --out (read it back with `--config FILE` in generate, bench, eval and
-serve) and prints the recall-vs-FLOPs front.
+of answer needles it keeps, by its margin (the share it still keeps when every cut keeps half as
+much) and by its prefill FLOPs at --reference-length. Among those within --max-flops that reach
+--target-recall, the one with the largest margin (then the cheapest) is checked on --verify fresh
+prompts, spread over the lengths, against full; if it answers fewer, the next one that keeps more
+tokens somewhere is tried (up to --tries). Writes --out (read it back with `--config FILE` in
+generate, bench, eval and serve) and prints the recall-vs-FLOPs front.
 """
 
 
@@ -36,9 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="preset.json", metavar="FILE.json", help="where to write the preset (default preset.json)")
     parser.add_argument("--lengths", default=None, help="probe prompt lengths (default 8k,16k,32k within the model's context)")
     parser.add_argument("--prompts", type=int, default=12, help="probe prompts per length (default 12)")
-    parser.add_argument("--verify", type=int, default=9, help="verification prompts at the longest length (default 9)")
+    parser.add_argument("--verify", type=int, default=9, help="verification prompts, spread over the lengths (default 9)")
     parser.add_argument("--target-recall", type=float, default=0.97, help="needle recall to reach (default 0.97)")
-    parser.add_argument("--max-flops", type=float, default=1.0, help="largest prefill FLOP share of full to accept (default 1.0)")
+    parser.add_argument(
+        "--max-flops", type=float, default=0.5,
+        help="FLOP budget: largest prefill FLOP share of full at --reference-length (default 0.5, a 2x FLOP-ideal speedup)",
+    )
     parser.add_argument("--reference-length", default="32k", help="length whose FLOPs rank candidates (default 32k, capped at the context)")
     parser.add_argument("--tries", type=int, default=3, help="candidates to verify before giving up (default 3)")
     add_config_options(parser)
@@ -92,15 +97,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_front(result) -> str:
-    """The recall-vs-FLOPs front as a markdown table, the chosen row marked."""
-    lines = ["| keep schedule | score layers | needle recall | prefill FLOPs of full | |", "|---|---|---|---|---|"]
-    for candidate in result.front:
+    """The recall-vs-FLOPs front as a markdown table, the chosen schedule marked (and added
+    when it is not on the front: a larger margin can cost FLOPs the front would not spend)."""
+    chosen = result.chosen
+
+    def row(candidate, mark: str) -> str:
         schedule = ",".join(f"{layer}:{keep}" for layer, keep in candidate.keep_schedule)
         scorers = ",".join("+".join(map(str, layers)) for layers in candidate.score_layers)
-        mark = "chosen" if candidate == result.chosen else ""
-        lines.append(f"| {schedule} | {scorers} | {candidate.recall:.3f} | {candidate.flop_fraction:.3f} | {mark} |")
-    if result.chosen not in result.front:
-        c = result.chosen
-        lines.append(f"| {c.keep_schedule} | {c.score_layers} | {c.recall:.3f} | {c.flop_fraction:.3f} | chosen |")
+        return f"| {schedule} | {scorers} | {candidate.recall:.3f} | {candidate.flop_fraction:.3f} | {mark} |"
+
+    def same(candidate) -> bool:
+        return (candidate.keep_schedule, candidate.score_layers) == (chosen.keep_schedule, chosen.score_layers)
+
+    mark = f"chosen (margin {chosen.margin:.3f})"
+    lines = ["| keep schedule | score layers | needle recall | prefill FLOPs of full | |", "|---|---|---|---|---|"]
+    lines += [row(candidate, mark if same(candidate) else "") for candidate in result.front]
+    if not any(same(candidate) for candidate in result.front):
+        lines.append(row(chosen, mark))
     checks = "; ".join(f"{v['schedule']}: slim {v['slim']:g} vs full {v['full']:g}" for v in result.verification)
     return "\n".join(lines) + f"\n\nverification ({len(result.verification[0]['prompts'])} prompts): {checks}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,16 +143,24 @@ def evaluate(
     try:
         run_eval(work, spec.methods, source, backend, store, on_step)
     finally:
-        records = [
-            r
-            for r in current_records(store.records, spec.methods)
-            if r["task"] in tasks and r["length"] in spec.lengths
-        ]
-        table = render_table(
-            records, spec.methods, tasks, spec.lengths, title=f"sliminfer eval: {spec.suite} on {loaded.name}"
-        )
-        table_path = os.path.join(out_dir, "table.md")
-        with open(table_path, "w", encoding="utf-8") as handle:
-            handle.write(table)
-        plots = write_plots(out_dir, records, spec.methods, tasks, spec.lengths)
+        title = f"sliminfer eval: {spec.suite} on {loaded.name}"
+        table_path, table, plots = write_reports(out_dir, store.records, spec.methods, tasks, spec.lengths, title)
     return EvalOutput(results_path=store.path, table_path=table_path, table=table, plots=plots)
+
+
+def write_reports(
+    out_dir: str,
+    records: list[dict[str, Any]],
+    methods: Sequence[Method],
+    tasks: Sequence[str],
+    lengths: Sequence[int],
+    title: str,
+) -> tuple[str, str, list[str]]:
+    """table.md and the plots of `out_dir` from the `records` of `methods` on `tasks` x `lengths`
+    (other records are left out): returns the table's path, its text and the plots' paths."""
+    current = [r for r in current_records(records, methods) if r["task"] in tasks and r["length"] in lengths]
+    table = render_table(current, methods, tasks, lengths, title=title)
+    table_path = os.path.join(out_dir, "table.md")
+    with open(table_path, "w", encoding="utf-8") as handle:
+        handle.write(table)
+    return table_path, table, write_plots(out_dir, current, methods, tasks, lengths)
