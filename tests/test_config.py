@@ -71,5 +71,5 @@ def test_config_file(tmp_path):
 def test_presets_fit_their_models():
     for model_type, layers, hidden in [*PRESETS, ("mistral", 40, 5120), ("llama", 2, 64)]:
         preset_for(model_type, layers, hidden).check_model(layers)
-    assert preset_for("qwen2", 24, 896).score_layers == ((11,),)
+    assert preset_for("qwen2", 24, 896).score_layers == ((7,), (11,))
     assert preset_for("qwen2", 24, 1024) == SlimConfig(preserve_layers=6, keep_schedule=((6, 0.25),))

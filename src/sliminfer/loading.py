@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +130,12 @@ def _hf_folder(source: str) -> Path:
 
 
 def _dequantized_folder(gguf: Path) -> Path:
-    """Convert `gguf` to a safetensors folder once; later calls return the cached folder."""
+    """Convert `gguf` to a safetensors folder once; later calls return the cached folder.
+
+    Several processes may convert the same file at once (e.g. one eval process per method):
+    each writes its own partial folder and renames it into place; the first rename wins and the
+    others drop their copy.
+    """
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_root() / "models" / f"{gguf.stem}-{key}"
@@ -153,8 +159,13 @@ def _dequantized_folder(gguf: Path) -> Path:
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     plain.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
     return target

@@ -26,9 +26,14 @@ from ..loading import LoadedModel
 from ..scoring import forced_blocks, prompt_block_scores
 from ..state import ForwardState
 
-PROBE_TASKS = ("passkey", "multikey", "multivalue")
-"""Tasks whose answers are numbers that occur only in their needles (never in the question or
-the template), so the needles' blocks are exact."""
+PROBE_TASKS = ("passkey", "multikey", "multivalue", "vartrack", "qa")
+"""Tasks whose answers occur in their needles and not in the question or the template, so the
+needles' blocks are known: numbers (passkey, multikey, multivalue), the names along a chain of
+variable assignments (vartrack) and a fact's answer (qa). The number tasks alone are too easy:
+their needles share a key with the question, so even an early layer finds them by lexical match
+(on Qwen2.5-Coder-1.5B layer 2 kept them all at keep 0.1), while following a chain or finding the
+fact that answers a question needs deeper layers; a schedule chosen on numbers alone lost vt and
+qa answers on RULER."""
 PROBE_SEED = 7919
 """Seed of the probe prompts: other content than an evaluation's default seed 0."""
 

@@ -39,8 +39,8 @@ class CalibrationSpec:
     """What to measure. `lengths` in tokens; `per_length` probe prompts at each."""
 
     lengths: tuple[int, ...]
-    per_length: int = 12
-    verify_prompts: int = 9
+    per_length: int = 15
+    verify_prompts: int = 15
     target_recall: float = 0.97
     max_flop_fraction: float = 0.5
     reference_tokens: int = 32768

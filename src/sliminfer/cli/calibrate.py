@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     parser.add_argument("--out", default="preset.json", metavar="FILE.json", help="where to write the preset (default preset.json)")
     parser.add_argument("--lengths", default=None, help="probe prompt lengths (default 8k,16k,32k within the model's context)")
-    parser.add_argument("--prompts", type=int, default=12, help="probe prompts per length (default 12)")
-    parser.add_argument("--verify", type=int, default=9, help="verification prompts, spread over the lengths (default 9)")
+    parser.add_argument("--prompts", type=int, default=15, help="probe prompts per length, cycling the probe tasks (default 15)")
+    parser.add_argument("--verify", type=int, default=15, help="verification prompts, spread over the lengths and tasks (default 15)")
     parser.add_argument("--target-recall", type=float, default=0.97, help="needle recall to reach (default 0.97)")
     parser.add_argument(
         "--max-flops", type=float, default=0.5,
