@@ -78,5 +78,6 @@ def test_with_a_manager_the_handover_waits_for_filled_slots(tiny_llama, gamma):
     stats, want_stats = handed.finish(), eager.finish()
     assert stats.initial_fill_bytes == want_stats.initial_fill_bytes > 0 and stats.swaps == want_stats.swaps
     assert stats.graphed_steps == STEPS - 1 and stats.decode_steps == want_stats.decode_steps == STEPS
-    assert stats.top_block_hit_rate == pytest.approx(want_stats.top_block_hit_rate)
+    if gamma != "0":  # a static graphed step runs no selection, so only swapping steps count
+        assert stats.top_block_hit_rate == pytest.approx(want_stats.top_block_hit_rate)
     assert stats.gpu_prompt_kv_bytes == want_stats.gpu_prompt_kv_bytes < stats.full_prompt_kv_bytes
