@@ -112,7 +112,7 @@ class SlimConfig:
     min_keep_tokens: int = 1024
     decode_budget: float = 1.0
     gamma: float = 0.0
-    max_swap_blocks: int = 16
+    max_swap_blocks: int = 8
     kv_offload: str = "none"
     cuda_graph_decode: bool = True
     offload_preserve_layers: bool = False

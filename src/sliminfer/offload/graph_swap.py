@@ -90,6 +90,7 @@ class GraphSwapper:
         self.tickets: list[Ticket | None] = []
         self.in_flight: list[Ticket] = []
         self.segment_starts: tuple[int, ...] = ()
+        self.segment_rows: list[tuple[int, int]] = []
         one_block = block_bytes(manager.block_shape, self.store[next(iter(self.rows))].dtype)
         self.step_bytes = one_block * sum(cap * len(g.layers) for cap, g in zip(self.caps, self.groups, strict=True))
         if self.host_copies:
@@ -228,6 +229,7 @@ class GraphSwapper:
         manager.top_block_checks += layer_steps
         manager.top_block_hits += round(held)
         stats.copied_bytes += steps * self.step_bytes
+        stats.swap_transfers += steps * sum(end > start for start, end in self.segment_rows)
         for group, table in zip(self.groups, self.tables, strict=True):
             for layer in group.layers:
                 manager.slots[layer] = table.tolist()

@@ -266,6 +266,7 @@ class OffloadManager:
         assert len(job.block_ids) == len(job.slots) and len(slots) - 1 not in job.slots, "last slot is fixed"
         for slot, block in zip(job.slots, job.block_ids, strict=True):
             slots[slot] = block
+        transfers = self.engine.totals.transfers
         ticket = self.engine.submit(
             layer, self.store[layer], job.block_ids, self.layers[layer].buffers, job.slots, len(slots)
         )
@@ -274,6 +275,7 @@ class OffloadManager:
             self.stats.initial_fill_bytes += ticket.nbytes
         else:
             self.stats.copied_bytes += ticket.nbytes
+            self.stats.swap_transfers += self.engine.totals.transfers - transfers
 
     def _wait(self, layer: int) -> None:
         """Compute waits for the layer's copy, if one is in flight (the layer's `before_update` hook)."""
@@ -288,13 +290,15 @@ class OffloadManager:
     def graph_swapper(self) -> GraphSwapper | None:
         """Hand decoding over to a fixed-shape step: submit queued copies and make compute wait
         for every copy (the graphed step calls no `before_update`), then return the swapper
-        that runs Algorithm 1 inside the step, or None when gamma = 0 (the sets stay as they are).
+        that runs Algorithm 1 inside the step, or None when the sets cannot change any more
+        (gamma = 0, or every retained block is active).
         """
         for layer in sorted(self.queued):
             self._submit(layer, self.queued.pop(layer))
         for layer in list(self.pending):
             self._wait(layer)
-        return None if self.config.gamma == 0.0 else GraphSwapper(self)
+        every_block = all(group.active_blocks == group.retained_blocks for group in self.plan.groups)
+        return None if self.config.gamma == 0.0 or every_block else GraphSwapper(self)
 
     def resident_blocks(self, layer: int) -> list[int | None]:
         """Slot -> local block id of `layer` (None: not filled yet)."""
