@@ -93,7 +93,10 @@ def test_offload_without_enough_host_memory_fails_before_any_work(tiny_llama, mo
         generate(tiny_llama, prompt()[0].tolist(), config=config)
 
 
-@pytest.mark.parametrize(("override", "message"), [("gamma=1.5", "gamma=1.5"), ("decode_budget=-1", "decode_budget=-1")])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("gamma=1.5", "gamma=1.5"), ("decode_budget=-1", "decode_budget=-1"), ("max_swap_blocks=-2", "max_swap_blocks=-2")],
+)
 def test_bad_offload_settings_raise_config_errors(tiny_llama, override, message):
     with pytest.raises(ConfigError, match=message):
         tiny_llama.default_config.with_overrides([override])
