@@ -23,6 +23,9 @@ blocks the Python thread that launches the kernels (measured on the H100 machine
 step for 200 MB), while a run copy costs the host ~14 us (Python included) and the transfer
 overlaps compute. With near-random selections runs are short (~0.35 MB per copy measured at
 128k); a kernel gathering blocks straight from pinned memory (zero-copy) would remove both costs.
+That holds for the eager manager's jobs; a graphed step (`graph_swap.py`) moves at most
+`max_swap_blocks` blocks per layer, few enough to gather on the host while the GPU computes,
+and then sends them as one staged copy per graph (`copy_staged`).
 """
 
 from __future__ import annotations
