@@ -27,6 +27,8 @@ import argparse
 import dataclasses
 import os
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -78,6 +80,7 @@ def save(out: str, data: dict[str, Any]) -> None:
         f"{data['env']['device']}, {data['env']['date']}, torch {data['env']['torch']}, "
         f"transformers {data['env']['transformers']}\n\nCommand: `{data['command']}`\n\n"
         + markdown_table(HEADERS, [table_row(r, reference) for r in rows])
+        + "".join(f"\nFailed: {e['variant']}: {e['error']}\n" for e in data["errors"])
     )
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -99,23 +102,37 @@ def main() -> None:
     loaded = dataclasses.replace(loaded, max_context=1 << 21)  # speed-only: RoPE computes any position
     command = "PYTHONPATH=src python3 benchmarks/swap_gpu.py " + ("--tiny " if args.tiny else "") + "--out OUT"
     data: dict[str, Any] = dict(
-        model=loaded.name, env=environment(loaded.device), command=command, tokens=tokens, new_tokens=new_tokens, rows=[]
+        model=loaded.name, env=environment(loaded.device), command=command, tokens=tokens, new_tokens=new_tokens,
+        rows=[], errors=[],
     )
     generator = torch.Generator().manual_seed(0)
     vocab = loaded.model.config.vocab_size
     warm = torch.randint(0, vocab, (min(tokens, 8192),), generator=generator).tolist()
-    for _, overrides in VARIANTS[:5]:  # allocator, CUDA graphs, pinned pool, the staging paths
-        run_one(loaded, warm, 8, overrides)
+    for name, overrides in VARIANTS[:5]:  # allocator, CUDA graphs, pinned pool, the staging paths
+        attempt(lambda overrides=overrides: run_one(loaded, warm, 8, overrides), f"warm-up {name}", data)
     prompt_ids = torch.randint(0, vocab, (tokens,), generator=generator).tolist()
     for name, overrides in VARIANTS:
         if time.perf_counter() - started > args.budget_s:
             print(f"time budget spent: {name} not run", flush=True)
             break
-        row = run_one(loaded, prompt_ids, new_tokens, overrides)
-        data["rows"].append(dict(tokens=tokens, variant=name, new_tokens=new_tokens, **row))
-        print(f"{tokens:>7} {name:<30} {row['decode_ms_per_token']:7.2f} ms/tok", flush=True)
+        row = attempt(lambda overrides=overrides: run_one(loaded, prompt_ids, new_tokens, overrides), name, data)
+        if row is not None:
+            data["rows"].append(dict(tokens=tokens, variant=name, new_tokens=new_tokens, **row))
+            print(f"{tokens:>7} {name:<30} {row['decode_ms_per_token']:7.2f} ms/tok", flush=True)
         save(args.out, data)
     print(open(os.path.join(args.out, "table.md"), encoding="utf-8").read())
+
+
+def attempt(run: Callable[[], dict[str, Any]], name: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    """`run()`, or None after recording its error: one failing variant must not cost the others."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - reported in results.json and on stderr
+        traceback.print_exc()
+        data["errors"].append(dict(variant=name, error=f"{type(exc).__name__}: {exc}"))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
 
 
 if __name__ == "__main__":
