@@ -57,3 +57,38 @@ def test_staged_swaps_land_before_the_layers_read_them(tiny, overrides):
     assert copies_per_step == 2  # tiny: a managed layer runs before the last score layer
     assert stats.transfers == eager_transfers + (STEPS - 1) * copies_per_step
     assert stats.swaps > 0 and stats.cpu_kv_bytes > manager.store.nbytes
+
+
+HOST_READS = ("item", "tolist", "__int__", "__float__", "__bool__", "__index__", "numpy", "nonzero")
+
+
+def refuse(what):
+    def refused(*args, **kwargs):
+        raise AssertionError(f"{what} inside the step: a CUDA graph cannot capture it")
+
+    return refused
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("host_copies", [False, True], ids=["device-store", "host-store"])
+def test_a_swapping_step_never_reads_device_values_on_the_host(tiny, monkeypatch, host_copies):
+    """What a CUDA graph cannot capture (a host read of a device value, a tensor built from
+    Python data) must not happen inside the step; checked on CPU by refusing those calls."""
+    config = tiny.default_config.with_overrides([*OFFLOAD_PRESERVE, "decode_budget=0.4", "gamma=1.0", "max_swap_blocks=2"])
+    (_, managed), logits, manager = prefill_with_manager(tiny, config, prompt(seed=5))
+    parts = model_parts(tiny.model)
+    with use_sliminfer_attention(tiny.model):
+        logits = decode_step(parts, logits.argmax(-1, keepdim=True), N, managed, manager)
+        manager.graph_swapper()
+        decoder = GraphedDecoder(parts, managed, N + 1, use_graph=False, swapper=GraphSwapper(manager, host_copies))
+        for _ in range(3):
+            decoder.token.copy_(logits.argmax(-1, keepdim=True))
+            with monkeypatch.context() as refusing:
+                for name in HOST_READS:
+                    refusing.setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
+                refusing.setattr(torch, "tensor", refuse("torch.tensor"))
+                for start, end in decoder.segments:
+                    logits = decoder._segment(start, end)
+            decoder.swapper.after_segment(0)
+            decoder.swapper.after_segment(1)
+    assert float(decoder.swapper.counters[1]) > 0  # the steps did swap
