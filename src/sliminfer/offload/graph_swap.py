@@ -213,7 +213,8 @@ class GraphSwapper:
         self.in_flight = [t for t in self.tickets if t is not None and t.done is not None]
 
     def resident_blocks(self, layer: int) -> list[int]:
-        """Slot -> local block id of managed `layer` as of its next read (a host read)."""
+        """Slot -> local block id of managed `layer` between steps (a host read): the set it reads
+        next when its group reads one step late, else the set it read last."""
         return self.tables[self.group_of[layer]].tolist()
 
     def finish(self, steps: int) -> None:
