@@ -15,8 +15,9 @@ Variants per prompt length (128 new tokens, EOS ignored):
               the comparison that isolates the manager's cost)
   offload     kv_offload=cpu at decode budgets 0.5 / 0.25 of each slim layer's retained blocks,
               gamma 0 (stable: the first step's choice stays, no copies after the initial fill,
-              the best case; CUDA-graph decode from the second step on) and gamma 0.5 / 0.9
-              (noisy selection, eager decode)
+              the best case) and gamma 0.5 / 0.9 (noisy selection: swaps, at most
+              max_swap_blocks per layer and step, run inside the graphs); CUDA-graph decode
+              from the second step on
   offload+P   the same with offload_preserve_layers=true: the preserve layers' prompt KV goes to
               CPU too (all but the score layer), budget 0.25 of all prompt blocks
 Then the largest context that fits, measured: each of slim and offload+P (stable) runs 16
@@ -51,7 +52,7 @@ LONG_VARIANTS = ("slim", STABLE_PRESERVE)
 HEADERS = [
     "tokens", "variant", "decode ms/tok", "TTFT s", "peak GiB", "GPU prompt KV GiB", "% of full prompt KV",
     "CPU KV GiB", "swaps", "mean overlap", "MB copied/step", "MB/copy", "copy ms", "stall ms", "stall % decode",
-    "host submit ms/step",
+    "host submit ms/step", "deferred blocks/step", "top-block hit",
 ]
 
 
@@ -90,7 +91,7 @@ def table_row(row: dict[str, Any]) -> list[Any]:
     kv = row["kv"]
     decode_ms = row["decode_ms_per_token"] * (row["new_tokens"] - 1)
     stall, steps = kv.get("stall_ms", 0.0), max(kv.get("decode_steps", 0), 1)
-    overlap, transfers = kv.get("mean_overlap"), kv.get("transfers", 0)
+    overlap, transfers, hit = kv.get("mean_overlap"), kv.get("transfers", 0), kv.get("top_block_hit_rate")
     copied = kv.get("copied_bytes", 0) + kv.get("initial_fill_bytes", 0)
     return [
         row["tokens"], row["variant"], row["decode_ms_per_token"], row["ttft_s"],
@@ -99,6 +100,7 @@ def table_row(row: dict[str, Any]) -> list[Any]:
         kv.get("swaps", 0), "-" if overlap is None else overlap, kv.get("copied_bytes_per_step", 0) / 1e6,
         copied / transfers / 1e6 if transfers else "-", kv.get("copy_ms", 0.0), stall,
         100 * stall / decode_ms if decode_ms else 0.0, kv.get("submit_host_ms", 0.0) / steps,
+        kv.get("deferred_blocks", 0) / steps, "-" if hit is None else hit,
     ]
 
 

@@ -16,8 +16,8 @@ from sliminfer.prefill import slim_prefill
 from tiny import STEPS, TINY_SLIM, N, prompt, random_ids
 
 
-class Unstatic:
-    def is_static(self):
+class Unfilled:
+    def filled(self):
         return False
 
 
@@ -25,7 +25,7 @@ def test_the_handover_rule():
     assert graph_may_take_over(True, WARMUP_STEPS + 1, None)
     assert not graph_may_take_over(False, 100, None)  # CPU, or cuda_graph_decode=false
     assert not graph_may_take_over(True, WARMUP_STEPS, None)  # capturing would run past the last step
-    assert not graph_may_take_over(True, 100, Unstatic())  # the manager may still move blocks
+    assert not graph_may_take_over(True, 100, Unfilled())  # the first step's fill has not run yet
 
 
 @torch.inference_mode()
@@ -46,6 +46,8 @@ def test_without_a_manager_the_graph_step_takes_over_at_once_and_decodes_as_eage
             token = want.argmax(-1, keepdim=True)
         stats, want_stats = handed.finish(), eager.finish()
     assert [layer.length for layer in caches[1].layers] == [layer.length for layer in caches[0].layers]
+    assert stats.graphed_steps == steps and want_stats.graphed_steps == 0
+    stats.graphed_steps = 0
     assert stats == want_stats and stats.gpu_generated_kv_bytes > 0
 
 
@@ -60,7 +62,7 @@ def managed_decoder(loaded, config, ids):
 
 @torch.inference_mode()
 @pytest.mark.parametrize("gamma", ["0", "1.0"])
-def test_with_a_manager_the_handover_waits_for_a_static_resident_set(tiny_llama, gamma):
+def test_with_a_manager_the_handover_waits_for_filled_slots(tiny_llama, gamma):
     config = tiny_llama.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", f"gamma={gamma}"])
     eager, logits = managed_decoder(tiny_llama, config, prompt(seed=6))
     handed = Decoding(managed_decoder(tiny_llama, config, prompt(seed=6))[0], STEPS, True, capture=False)
@@ -69,9 +71,13 @@ def test_with_a_manager_the_handover_waits_for_a_static_resident_set(tiny_llama,
         for step in range(STEPS):
             want = eager.step(token)
             torch.testing.assert_close(handed.step(token), want, rtol=1e-5, atol=1e-5)
-            # gamma=0: the first step fills the free slots; from the second on nothing can move.
-            assert (handed.graphed is not None) == (gamma == "0" and step >= 1)
+            # The first step fills the free slots; from the second on the graph's step runs
+            # (swapping inside it when gamma > 0).
+            assert (handed.graphed is not None) == (step >= 1)
             token = want.argmax(-1, keepdim=True)
     stats, want_stats = handed.finish(), eager.finish()
     assert stats.initial_fill_bytes == want_stats.initial_fill_bytes > 0 and stats.swaps == want_stats.swaps
+    assert stats.graphed_steps == STEPS - 1 and stats.decode_steps == want_stats.decode_steps == STEPS
+    if gamma != "0":  # a static graphed step runs no selection, so only swapping steps count
+        assert stats.top_block_hit_rate == pytest.approx(want_stats.top_block_hit_rate)
     assert stats.gpu_prompt_kv_bytes == want_stats.gpu_prompt_kv_bytes < stats.full_prompt_kv_bytes

@@ -72,10 +72,16 @@ class SlimConfig:
             retained blocks (exact: no decode-time selection).
         gamma: overlap threshold of the swap policy; a new active set is swapped in only when
             |new & resident| / |new| < gamma. 0 never swaps (keeps the first choice).
-        cuda_graph_decode: on CUDA, replay each decode step as one CUDA graph once the step
-            no longer changes shape (always without a KV manager; with decode-time selection or
-            offload, once the resident sets are static); removes the Python launch overhead
-            that dominates eager decoding.
+        max_swap_blocks: most prompt blocks a managed layer swaps in per decode step (the
+            best-ranked missing ones; the others are deferred to later steps, if still wanted);
+            0 = no limit. A fixed cap is what lets a CUDA graph replay a step that swaps, and
+            bounds the bytes a step copies. The first step's fill is never capped.
+        cuda_graph_decode: on CUDA, replay each decode step as a captured CUDA graph once its
+            shapes are fixed (at once without a KV manager; with decode-time selection or
+            offload from the second step, when every slot is filled: swaps then run inside the
+            graph, at most `max_swap_blocks` per layer and step); removes the Python launch
+            overhead that dominates eager decoding. With `kv_offload="cpu"` a graphed step reads
+            the blocks its score layer chose one step earlier (the copy overlaps the step).
         kv_offload: `cpu` keeps the retained prompt KV of slim layers in pinned CPU memory and
             only the active blocks on the accelerator; `none` keeps everything on it. Like
             `decode_budget`, it applies only to pruned prompts (>= `min_prompt_tokens`).
@@ -106,6 +112,7 @@ class SlimConfig:
     min_keep_tokens: int = 1024
     decode_budget: float = 1.0
     gamma: float = 0.0
+    max_swap_blocks: int = 8
     kv_offload: str = "none"
     cuda_graph_decode: bool = True
     offload_preserve_layers: bool = False
@@ -149,6 +156,7 @@ class SlimConfig:
         if self.offload_preserve_layers and self.kv_offload != "cpu":
             raise ConfigError("offload_preserve_layers=true: needs kv_offload=cpu")
         _check_int("prefill_chunk_tokens", self.prefill_chunk_tokens, 0)
+        _check_int("max_swap_blocks", self.max_swap_blocks, 0)
         if not isinstance(self.gamma, (int, float)) or not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma!r}: must be in [0, 1]")
         if self.keep_mass and (self.kv_offload != "none" or self.decode_budget != 1.0):

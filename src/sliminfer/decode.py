@@ -3,9 +3,9 @@
 `EagerDecoder` runs the model's decoder layers from Python on the per-layer `SlimCache` and
 drives the `OffloadManager` when there is one (with a decode budget or `kv_offload="cpu"` it
 chooses each step's active prompt blocks and moves them). `GraphedDecoder` (`decode_graph.py`)
-replays a captured CUDA graph of a fixed-shape step. A generation decodes with `Decoding`: eager
-steps first, and graph replays from the first step `graph_may_take_over` allows (the handover
-rule, in one place).
+replays a captured CUDA graph of a fixed-shape step (swapping blocks inside it when the sets
+may change). A generation decodes with `Decoding`: eager steps first, and graph replays from
+the first step `graph_may_take_over` allows (the handover rule, in one place).
 """
 
 from __future__ import annotations
@@ -113,10 +113,11 @@ def graph_may_take_over(graphs: bool, steps_left: int, manager: OffloadManager |
 
     Only when graphs are allowed at all (`graphs`: CUDA and `cuda_graph_decode`), when more steps
     remain than the `WARMUP_STEPS` that capturing runs ahead into the cache's slots, and when no
-    step can change shape or addresses any more: no manager, or a manager whose resident sets
-    are static (`OffloadManager.is_static`: gamma = 0, every slot filled, no copy pending).
+    step can change shape or addresses any more: no manager, or a manager whose slots are all
+    filled (`OffloadManager.filled`: after the first step's fill). Swaps after that run inside
+    the graph (`OffloadManager.graph_swapper`).
     """
-    return graphs and steps_left > WARMUP_STEPS and (manager is None or manager.is_static())
+    return graphs and steps_left > WARMUP_STEPS and (manager is None or manager.filled())
 
 
 class Decoding:
@@ -138,13 +139,23 @@ class Decoding:
         self.graphs, self.capture = graphs, capture
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
-        if self.graphed is None and graph_may_take_over(self.graphs, self.steps_left, self.eager.manager):
-            self.graphed = GraphedDecoder(self.eager.parts, self.eager.cache, self.eager.position, self.capture)
+        manager = self.eager.manager
+        if self.graphed is None and graph_may_take_over(self.graphs, self.steps_left, manager):
+            swapper = manager.graph_swapper() if manager is not None else None
+            eager = self.eager
+            self.graphed = GraphedDecoder(eager.parts, eager.cache, eager.position, self.capture, swapper)
         self.steps_left -= 1
         decoder = self.graphed if self.graphed is not None else self.eager
         return decoder.step(token)
 
     def finish(self) -> KVStats:
-        if self.graphed is not None:
-            self.graphed.finish()
-        return self.eager.finish()
+        """The eager decoder's stats, counting the graphed steps (a swapper reports its own)."""
+        graphed, steps = self.graphed, 0
+        if graphed is not None:
+            steps = graphed.steps
+            graphed.finish()
+        kv = self.eager.finish()
+        kv.graphed_steps = steps
+        if self.eager.manager is not None and graphed is not None and graphed.swapper is None:
+            kv.decode_steps += steps
+        return kv

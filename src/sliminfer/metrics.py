@@ -23,12 +23,21 @@ class KVStats:
             the score layers, plus the preserve layers with `offload_preserve_layers`).
         decode_steps: decode steps run with the manager.
         swaps: layer-steps where overlap < gamma triggered a swap.
+        deferred_blocks: wanted blocks a swap left out because of `max_swap_blocks` (summed over
+            layer-steps; they come in later if still wanted).
         swap_decisions: layer-steps where the swap rule was evaluated (after the initial fill).
         mean_overlap: mean |new & resident| / |new| over those decisions (None if none).
+        top_block_hit_rate: share of managed layer-steps whose resident set held the block their
+            score layer ranked highest among the unforced ones (None without selection steps).
+        graphed_steps: decode steps replayed as CUDA graphs (or their fixed-shape step on CPU).
         initial_fill_bytes: bytes copied to fill the resident sets at the first decode step.
-        copied_bytes: bytes copied by swaps after the initial fill.
+        copied_bytes: bytes copied by swaps after the initial fill (a graphed step moves all
+            `max_swap_blocks` rows of every managed layer, used or not: its shapes are fixed).
         copied_bytes_per_step: `copied_bytes / decode_steps`.
-        transfers: copies issued for fills and swaps (runs of consecutive blocks are one copy).
+        transfers: copies issued for fills and swaps (runs of consecutive blocks are one copy;
+            a graphed step with `kv_offload="cpu"` makes one or two staged copies).
+        swap_transfers: copies issued for swaps after the initial fill (`copied_bytes /
+            swap_transfers` is their mean size; 0 when the store is on the device).
         copy_ms: device time of all copies (side-stream events; host time on CPU).
         stall_ms: time compute waited for copies (events around the compute stream's waits;
             on CPU copies are synchronous, so all of `copy_ms`).
@@ -42,12 +51,16 @@ class KVStats:
     managed_layers: int = 0
     decode_steps: int = 0
     swaps: int = 0
+    deferred_blocks: int = 0
     swap_decisions: int = 0
     mean_overlap: float | None = None
+    top_block_hit_rate: float | None = None
+    graphed_steps: int = 0
     initial_fill_bytes: int = 0
     copied_bytes: int = 0
     copied_bytes_per_step: float = 0.0
     transfers: int = 0
+    swap_transfers: int = 0
     copy_ms: float = 0.0
     stall_ms: float = 0.0
     submit_host_ms: float = 0.0

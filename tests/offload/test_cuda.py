@@ -80,3 +80,23 @@ def test_cuda_offloaded_preserve_layers_decode_with_graphs(tiny_llama):
     lagged = generate(loaded, ids, config=config.with_overrides(["offload_preserve_layers=true"]), sampling=sampling)
     assert lagged.token_ids == kept.token_ids
     assert lagged.kv.managed_layers == 3 and lagged.kv.cpu_kv_bytes > kept.kv.cpu_kv_bytes
+
+
+@pytest.mark.parametrize("offload", ["none", "cpu"])
+def test_cuda_graphed_swapping_steps(tiny_llama, offload):
+    """gamma > 0: from the second step swaps run inside the captured graphs. With the store on
+    the device a graphed step chooses as the eager manager does (same tokens); with a host store
+    it reads the previous step's choice through one or two staged copies per step."""
+    loaded = on_cuda(tiny_llama)
+    ids = torch.randint(0, 256, (403,), generator=torch.Generator().manual_seed(4)).tolist()
+    sampling = SamplingParams(max_new_tokens=12, ignore_eos=True)
+    config = loaded.default_config.with_overrides([f"kv_offload={offload}", "decode_budget=0.5", "gamma=1.0"])
+    graphed = generate(loaded, ids, config=config, sampling=sampling)
+    eager = generate(loaded, ids, config=config.with_overrides(["cuda_graph_decode=false"]), sampling=sampling)
+    kv = graphed.kv
+    assert kv.graphed_steps == 10 and kv.decode_steps == eager.kv.decode_steps == 11
+    assert kv.swaps > 0 and kv.top_block_hit_rate is not None
+    if offload == "none":
+        assert graphed.token_ids == eager.token_ids and kv.swaps == eager.kv.swaps
+    else:
+        assert kv.swap_transfers >= 10 and kv.cpu_kv_bytes > eager.kv.cpu_kv_bytes  # + the pinned staging

@@ -93,7 +93,10 @@ def test_offload_without_enough_host_memory_fails_before_any_work(tiny_llama, mo
         generate(tiny_llama, prompt()[0].tolist(), config=config)
 
 
-@pytest.mark.parametrize(("override", "message"), [("gamma=1.5", "gamma=1.5"), ("decode_budget=-1", "decode_budget=-1")])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("gamma=1.5", "gamma=1.5"), ("decode_budget=-1", "decode_budget=-1"), ("max_swap_blocks=-2", "max_swap_blocks=-2")],
+)
 def test_bad_offload_settings_raise_config_errors(tiny_llama, override, message):
     with pytest.raises(ConfigError, match=message):
         tiny_llama.default_config.with_overrides([override])
@@ -101,13 +104,17 @@ def test_bad_offload_settings_raise_config_errors(tiny_llama, override, message)
 
 @torch.inference_mode()
 @pytest.mark.parametrize("overrides", [("kv_offload=cpu",), OFFLOAD_PRESERVE], ids=["cpu", "cpu-preserve"])
-def test_fixed_shape_decoder_continues_a_frozen_resident_set_exactly(tiny_llama, overrides):
-    """With gamma=0 the resident set never changes after the first (filling) step, so the
-    CUDA-graph decoder may take over from step 2; its fixed-shape step (run eagerly here) must
-    give the manager path's logits."""
+@pytest.mark.parametrize(
+    "swap", [("gamma=0",), ("gamma=1.0",), ("gamma=0.95", "max_swap_blocks=1", "decode_budget=0.4")], ids=["static", "swap", "capped"]
+)
+def test_fixed_shape_decoder_continues_the_eager_manager_exactly(tiny_llama, overrides, swap):
+    """After the first (filling) step the CUDA-graph decoder takes over; its fixed-shape step
+    (run eagerly here), which swaps blocks inside the step when gamma > 0, must give the eager
+    manager's logits and resident sets, step after step, also when the cap defers blocks."""
     from sliminfer.decode_graph import GraphedDecoder
 
-    config = tiny_llama.default_config.with_overrides([*overrides, "decode_budget=0.5", "gamma=0"])
+    config = tiny_llama.default_config.with_overrides([*overrides, "decode_budget=0.5", *swap])
+    capped = "max_swap_blocks=1" in swap
     ids = prompt(seed=6)
     caches = [prefill_with_manager(tiny_llama, config, ids) for _ in range(2)]
     parts = model_parts(tiny_llama.model)
@@ -115,14 +122,31 @@ def test_fixed_shape_decoder_continues_a_frozen_resident_set_exactly(tiny_llama,
     with use_sliminfer_attention(tiny_llama.model):
         (_, eager_cache), _, eager_manager = caches[0]
         (_, fixed_cache), _, fixed_manager = caches[1]
-        assert not fixed_manager.is_static()  # free slots wait for the first step's fill
+        assert not fixed_manager.filled()  # free slots wait for the first step's fill
         first = decode_step(parts, token, N, eager_cache, eager_manager)
         assert torch.equal(decode_step(parts, token, N, fixed_cache, fixed_manager), first)
-        assert fixed_manager.is_static()
-        fixed = GraphedDecoder(parts, fixed_cache, N + 1, use_graph=False)
+        assert fixed_manager.filled()
+        swapper = fixed_manager.graph_swapper()
+        assert (swapper is None) == (swap == ("gamma=0",))
+        fixed = GraphedDecoder(parts, fixed_cache, N + 1, use_graph=False, swapper=swapper)
         token = first.argmax(-1, keepdim=True)
         for step in range(1, STEPS - 1):
             want = decode_step(parts, token, N + step, eager_cache, eager_manager)
             torch.testing.assert_close(fixed.step(token), want, rtol=1e-5, atol=1e-5)
+            if swapper is not None:
+                for layer in eager_manager.layers:
+                    queued = eager_manager.queued.get(layer)
+                    resident = eager_manager.resident_blocks(layer)
+                    for slot, block in zip(*((queued.slots, queued.block_ids) if queued else ((), ())), strict=True):
+                        resident[slot] = block  # a lagged layer's copy waits for the next step
+                    assert swapper.resident_blocks(layer) == resident
             token = want.argmax(-1, keepdim=True)
-    assert eager_manager.finish().swaps == 0
+        fixed.finish()
+    want_stats, stats = eager_manager.finish(), fixed_manager.finish()
+    assert (want_stats.swaps > 0) == (swapper is not None)
+    assert (want_stats.deferred_blocks > 0) == (capped and overrides == OFFLOAD_PRESERVE)  # 13 blocks: room to defer
+    if swapper is not None:  # the graphed steps' counts reach the manager's stats
+        for field in ("swaps", "deferred_blocks", "swap_decisions", "decode_steps"):
+            assert getattr(stats, field) == getattr(want_stats, field), field
+        assert stats.mean_overlap == pytest.approx(want_stats.mean_overlap)
+        assert stats.top_block_hit_rate == pytest.approx(want_stats.top_block_hit_rate)

@@ -53,10 +53,10 @@ def record_lagged_choices(monkeypatch):
     choices, choose = [], DecodePlan.choose
 
     def recording(plan, group, unit_scores):
-        active = choose(plan, group, unit_scores)
+        scores, active = choose(plan, group, unit_scores)
         if group.lagged:
             choices.append(active.tolist())
-        return active
+        return scores, active
 
     monkeypatch.setattr(DecodePlan, "choose", recording)
     return choices

@@ -31,8 +31,8 @@ def test_plan_chooses_the_top_blocks_among_the_group_plus_forced():
     assert group.score_layer == 0 and group.layers == (1, 2, 3) and group.active_blocks == 3
     assert group.candidates.tolist() == KEPT_BLOCKS and group.forced.tolist() == [True, False, False, True]
     # Block 2 outranks block 5; blocks 1 and 3 score higher still but were not retained by the group.
-    assert plan.choose(group, unit_scores_favoring(1, 2, 3)).tolist() == [0, 1, 3]
-    assert plan.choose(group, unit_scores_favoring(5)).tolist() == [0, 2, 3]
+    assert plan.choose(group, unit_scores_favoring(1, 2, 3))[1].tolist() == [0, 1, 3]
+    assert plan.choose(group, unit_scores_favoring(5))[1].tolist() == [0, 2, 3]
     state = plan.forward_state()
     assert state.window == 1 and state.score_layers == {0} and state.score_keys == {0: 32}
 

@@ -16,12 +16,14 @@ the lagged group: the layers before the first cut's score layer, which hold all 
 in the store and start with a full resident set (see `selection.py`).
 
 Per decode step, per group (see `selection.py`): after the score layer ran, its unit scores
-give the active set A (one small device-to-host read of the block ids per group: the set
-arithmetic runs on the host). For each managed layer with resident set R (Algorithm 1):
-- the first step fills the free slots with A \\ R (the initial fill, always done; the lagged
-  group has no free slots);
-- afterwards, if overlap(A, R) = |A & R| / |A| < gamma, the blocks A \\ R are copied over the
-  stale blocks R \\ A (prompt KV is immutable: nothing is written back) and R becomes A;
+give the active set A and `policy.plan_swaps` the swap (on the device; the eager manager then
+reads the plan's block ids, one small device-to-host read per group). All layers of a group
+hold the same resident set R, so one plan serves the group (Algorithm 1):
+- the first step fills the free slots with A \\ R (the initial fill, always done and never
+  capped; the lagged group has no free slots);
+- afterwards, if overlap(A, R) = |A & R| / |A| < gamma, up to `max_swap_blocks` of the blocks
+  A \\ R (the best ranked) are copied over as many stale blocks of R \\ A (the worst ranked;
+  prompt KV is immutable: nothing is written back); the rest are deferred to later steps;
 - otherwise nothing moves and the layer attends to R. That is the approximation gamma buys:
   the layer reads the |A & R| >= gamma * |A| wanted blocks that are resident, plus |R \\ A|
   blocks the current query ranks below the top, instead of the missing |A \\ R| ones. Forced
@@ -40,12 +42,19 @@ moves blocks in the order compute needs them, and a lagged copy never delays a c
 sooner. Stall time is measured on the device: two timing events recorded on the compute stream
 around each `wait_event` (see `transfer.py`).
 
-Decoding with a manager is eager while the step can change: once `is_static()` (gamma = 0,
-every slot filled, nothing queued or in flight) the CUDA-graph decoder may take over.
+Decoding with a manager is eager until every slot is filled (`filled()`, after the first step);
+then the CUDA-graph decoder may take over (`graph_swapper()` settles the copies and, unless
+gamma = 0 freezes the sets, hands the swapping to `graph_swap.GraphSwapper`, which runs the
+same rule inside the captured step).
+
+Diagnostic: per decode step and managed layer, whether the set it read held the block its
+score layer ranked highest among the unforced ones (`policy.holds_top_block`); reported as
+`KVStats.top_block_hit_rate`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,7 +65,8 @@ from ..errors import UserError
 from ..metrics import KVStats
 from ..scoring import kept_token_indices
 from ..state import ForwardState
-from .policy import overlap, should_swap
+from .graph_swap import GraphSwapper
+from .policy import holds_top_block, plan_swaps, swap_cap
 from .selection import DecodePlan, SelectionGroup, expected_block_counts
 from .store import PinnedBlockStore, block_bytes, check_host_memory
 from .transfer import Ticket, TransferEngine
@@ -124,7 +134,9 @@ class OffloadManager:
         self.queued: dict[int, _Job] = {}
         self.pending: dict[int, Ticket] = {}
         self.stats = KVStats(managed_layers=len(counts))
-        self.overlaps: list[float] = []
+        self.overlap_sum = 0.0
+        self.top_block_checks = self.top_block_hits = 0
+        self.staging_host_bytes = 0
 
     @classmethod
     def prepare(
@@ -166,7 +178,9 @@ class OffloadManager:
         """New buffers holding the group's initial blocks in their slots (the others wait for the fill).
 
         The copy is on the device (from the prefill buffers `[1, kv_heads, n, head_dim]`, which
-        are then dropped): two gathers per K and V whatever the number of blocks.
+        are then dropped): two gathers per K and V whatever the number of blocks. The capacity
+        is whole blocks: the slots, room for `reserve_tokens`, and one spare block at the end
+        that a fixed-shape swap writes its unused rows to (never valid, so never attended).
         """
         block_size, n_slots = self.config.block_size, group.active_blocks
         keys, values = layer.keys, layer.values
@@ -176,7 +190,7 @@ class OffloadManager:
         resident_tokens = n_slots * block_size - missing
         source = kept_token_indices(blocks, block_size, group.retained_tokens)[0]
         target = kept_token_indices(slots, block_size, resident_tokens)[0]
-        capacity = n_slots * block_size + self.reserve_tokens
+        capacity = (n_slots + math.ceil(self.reserve_tokens / block_size) + 1) * block_size
         buffers = [old.new_zeros(*old.shape[:2], capacity, old.shape[-1]) for old in (keys, values)]
         for new, old in zip(buffers, (keys, values), strict=True):
             new.index_copy_(2, target, old.index_select(2, source))
@@ -201,38 +215,58 @@ class OffloadManager:
         if groups:
             unit_scores = state.unit_scores.pop(index)
             for group in groups:
-                active = self.plan.choose(group, unit_scores).tolist()
-                for layer in group.layers:
-                    job = self._decide(layer, active)
-                    if job is not None:
-                        self.queued[layer] = job
+                job = self._decide(group, *self.plan.choose(group, unit_scores))
+                if job is not None:
+                    self.queued.update({layer: job for layer in group.layers})
         following = (index + 1) % self.num_layers
         job = self.queued.pop(following, None)
         if job is not None:
             self._submit(following, job)
 
-    def _decide(self, layer: int, active: list[int]) -> _Job | None:
-        """Algorithm 1 for one layer: the copy to make (None: keep computing on the resident set)."""
-        slots = self.slots[layer]
-        resident = {block for block in slots if block is not None}
-        missing = [block for block in active if block not in resident]
+    def _decide(self, group: SelectionGroup, scores: torch.Tensor, active: torch.Tensor) -> _Job | None:
+        """Algorithm 1 for the group's layers (one resident set): the copy to make (None: keep
+        computing on the resident set). Also counts whether the set its layers read this step
+        holds the top block (a lagged group reads its set before this choice lands)."""
+        slots = self.slots[group.layers[0]]
+        layers = len(group.layers)
+        forced = group.forced.to(scores.device)
+        if group.lagged:
+            self._count_top_block(scores, forced, slots, layers)
         free = [slot for slot, block in enumerate(slots) if block is None]
         if free:
-            return _Job(missing, free, fill=True)
-        ratio = overlap(active, resident)
-        self.overlaps.append(ratio)
-        if not missing or not should_swap(ratio, self.config.gamma):
-            return None
-        wanted = set(active)
-        stale = [slot for slot, block in enumerate(slots) if block not in wanted]
-        self.stats.swaps += 1
-        return _Job(missing, stale, fill=False)
+            resident = {block for block in slots if block is not None}
+            job = _Job([block for block in active.tolist() if block not in resident], free, fill=True)
+        else:
+            table = torch.tensor(slots, device=scores.device)
+            cap = swap_cap(self.config.max_swap_blocks, len(slots))
+            plan = plan_swaps(scores, active, table, self.config.gamma, cap)
+            count = int(plan.count)
+            self.overlap_sum += float(plan.overlap) * layers
+            self.stats.swap_decisions += layers
+            job = None
+            if count:
+                self.stats.swaps += layers
+                self.stats.deferred_blocks += (int(plan.missing) - count) * layers
+                job = _Job(plan.block_ids[:count].tolist(), plan.slots[:count].tolist(), fill=False)
+        if not group.lagged:
+            after = list(slots)
+            if job is not None:
+                for slot, block in zip(job.slots, job.block_ids, strict=True):
+                    after[slot] = block
+            self._count_top_block(scores, forced, after, layers)
+        return job
+
+    def _count_top_block(self, scores: torch.Tensor, forced: torch.Tensor, slots: list[int | None], layers: int) -> None:
+        table = torch.tensor([-1 if block is None else block for block in slots], device=scores.device)
+        self.top_block_checks += layers
+        self.top_block_hits += layers * int(holds_top_block(scores, forced, table))
 
     def _submit(self, layer: int, job: _Job) -> None:
         slots = self.slots[layer]
         assert len(job.block_ids) == len(job.slots) and len(slots) - 1 not in job.slots, "last slot is fixed"
         for slot, block in zip(job.slots, job.block_ids, strict=True):
             slots[slot] = block
+        transfers = self.engine.totals.transfers
         ticket = self.engine.submit(
             layer, self.store[layer], job.block_ids, self.layers[layer].buffers, job.slots, len(slots)
         )
@@ -241,6 +275,7 @@ class OffloadManager:
             self.stats.initial_fill_bytes += ticket.nbytes
         else:
             self.stats.copied_bytes += ticket.nbytes
+            self.stats.swap_transfers += self.engine.totals.transfers - transfers
 
     def _wait(self, layer: int) -> None:
         """Compute waits for the layer's copy, if one is in flight (the layer's `before_update` hook)."""
@@ -248,14 +283,22 @@ class OffloadManager:
         if ticket is not None:
             self.engine.wait(ticket)
 
-    def is_static(self) -> bool:
-        """Whether no slot can change any more, so a fixed-shape (CUDA-graph) step may take over.
+    def filled(self) -> bool:
+        """Whether every slot holds a block (true from the end of the first step's fill)."""
+        return all(None not in slots for slots in self.slots.values())
 
-        True once gamma = 0 (never swap), every slot is filled, and no copy is queued or in
-        flight (the graph decoder does not call `before_update`, so it could not wait for one).
+    def graph_swapper(self) -> GraphSwapper | None:
+        """Hand decoding over to a fixed-shape step: submit queued copies and make compute wait
+        for every copy (the graphed step calls no `before_update`), then return the swapper
+        that runs Algorithm 1 inside the step, or None when the sets cannot change any more
+        (gamma = 0, or every retained block is active).
         """
-        filled = all(None not in slots for slots in self.slots.values())
-        return self.config.gamma == 0.0 and filled and not self.queued and not self.pending
+        for layer in sorted(self.queued):
+            self._submit(layer, self.queued.pop(layer))
+        for layer in list(self.pending):
+            self._wait(layer)
+        every_block = all(group.active_blocks == group.retained_blocks for group in self.plan.groups)
+        return None if self.config.gamma == 0.0 or every_block else GraphSwapper(self)
 
     def resident_blocks(self, layer: int) -> list[int | None]:
         """Slot -> local block id of `layer` (None: not filled yet)."""
@@ -271,14 +314,15 @@ class OffloadManager:
         for layer in self.layers.values():
             layer.before_update = None
         stats = self.stats
-        stats.swap_decisions = len(self.overlaps)
-        stats.mean_overlap = sum(self.overlaps) / len(self.overlaps) if self.overlaps else None
+        stats.mean_overlap = self.overlap_sum / stats.swap_decisions if stats.swap_decisions else None
+        checks = self.top_block_checks
+        stats.top_block_hit_rate = self.top_block_hits / checks if checks else None
         stats.copied_bytes_per_step = stats.copied_bytes / max(stats.decode_steps, 1)
         stats.copy_ms, stats.stall_ms = 1000 * totals.copy_s, 1000 * totals.stall_s
         stats.submit_host_ms = 1000 * totals.host_s
         stats.transfers = totals.transfers
         if self.config.kv_offload == "cpu":
-            stats.cpu_kv_bytes = self.store.nbytes + self.engine.host_bytes
+            stats.cpu_kv_bytes = self.store.nbytes + self.engine.host_bytes + self.staging_host_bytes
         else:  # the store is a second copy of the retained prompt KV on the device
             stats.gpu_prompt_kv_bytes = self.store.nbytes
         return stats

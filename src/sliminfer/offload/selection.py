@@ -129,15 +129,16 @@ class DecodePlan:
         state.score_keys = dict(self.score_tokens)
         return state
 
-    def choose(self, group: SelectionGroup, unit_scores: torch.Tensor) -> torch.Tensor:
-        """The group's active set, `[active_blocks]` int64 local block ids, ascending.
+    def choose(self, group: SelectionGroup, unit_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The group's block scores `[n_retained]` and active set `[active_blocks]` (int64 local
+        ids, ascending), on the scores' device without a host sync (a CUDA graph may capture it).
 
         Args:
             unit_scores: `[1, n_units]` scores of the score layer's stored prompt units.
         """
-        scores = rank_blocks(unit_scores, self.config)
-        candidate_scores = scores[:, group.candidates]
-        return select_blocks(candidate_scores, group.active_blocks, group.forced)[0]
+        scores = rank_blocks(unit_scores, self.config)[0, group.candidates].float()
+        scores = scores.masked_fill(group.forced.to(scores.device), float("inf"))
+        return scores, scores.topk(group.active_blocks).indices.sort().values
 
 
 def _group(

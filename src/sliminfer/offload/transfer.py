@@ -23,6 +23,9 @@ blocks the Python thread that launches the kernels (measured on the H100 machine
 step for 200 MB), while a run copy costs the host ~14 us (Python included) and the transfer
 overlaps compute. With near-random selections runs are short (~0.35 MB per copy measured at
 128k); a kernel gathering blocks straight from pinned memory (zero-copy) would remove both costs.
+That holds for the eager manager's jobs; a graphed step (`graph_swap.py`) moves at most
+`max_swap_blocks` blocks per layer, few enough to gather on the host while the GPU computes,
+and then sends them as one staged copy per graph (`copy_staged`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ Event = torch.cuda.Event
 
 @dataclass
 class Ticket:
-    """A submitted job; `done` is None when it already finished (CPU path)."""
+    """A submitted job (`layer` -1: a staged copy for several layers); `done` is None when it
+    already finished (CPU path)."""
 
     layer: int
     nbytes: int
@@ -178,6 +182,28 @@ class TransferEngine:
             self.totals.copy_s += elapsed_s
             self.totals.stall_s += elapsed_s
         return Ticket(layer, nbytes, done)
+
+    def copy_staged(self, destination: torch.Tensor, source: torch.Tensor) -> Ticket:
+        """Copy a staging buffer (pinned host) into a device one as ONE transfer, after all work
+        queued for compute so far (which may still read `destination`). The caller must `wait`
+        before reading `destination` and must not refill `source` before the ticket is done."""
+        start_s = time.perf_counter()
+        with self._side():
+            copy_start = self._record()
+            destination.copy_(source, non_blocking=True)
+            done = self._record()
+        nbytes = source.numel() * source.element_size()
+        self.totals.copied_bytes += nbytes
+        self.totals.jobs += 1
+        self.totals.transfers += 1
+        elapsed_s = time.perf_counter() - start_s
+        self.totals.host_s += elapsed_s
+        if self.cuda:
+            self.copy_events.append((copy_start, done))
+        else:
+            self.totals.copy_s += elapsed_s
+            self.totals.stall_s += elapsed_s
+        return Ticket(-1, nbytes, done)
 
     def _fill_index(self, layer: int, block_ids: list[int], slots: list[int]) -> torch.Tensor:
         """The layer's `[count, 2]` host (block id, slot) rows, once its previous job has read them."""
