@@ -1,0 +1,178 @@
+"""Block-sparse causal attention: does PyTorch FlexAttention beat dense cuDNN SDPA on the H200?
+
+Issue 12 asks for the sparse-prefill kernel to be chosen by measurement before it is wired into
+the prefill. This script answers the first question at Llama-3.1-8B's attention shape (32 query
+heads, 8 KV heads, head dim 128, bf16, batch 1):
+
+1. correctness: FlexAttention with a `BlockMask` built from block indices (`from_kv_blocks`)
+   against SDPA with the same pattern as a dense boolean mask (a torch bug once ignored sparse
+   masks), and at density 1.0 against dense causal SDPA;
+2. speed: the attention op alone at 32k and 128k, dense cuDNN SDPA vs flex at block densities
+   1.0 / 0.5 / 0.15 (share of the causal blocks computed, per head).
+
+The pattern per query block i and head: the sink block 0, the diagonal block i (causal inside,
+the only partial block) and block i-1 always; the other blocks below the diagonal drawn at
+random up to the density (speed does not depend on which blocks are chosen, only on how many).
+
+Usage: python3 benchmarks/sparse_kernel_gpu.py --out DIR [--tiny]   (--tiny: CPU, small shapes)
+Writes DIR/results.json and DIR/table.md after every measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+BLOCK = 128
+HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
+
+
+def block_pattern(n_blocks: int, heads: int, density: float, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """`[heads, n_blocks, n_blocks]` bool: which (query block, key block) pairs are computed.
+
+    Causal (key block <= query block); per row the sink, the diagonal and its left neighbour,
+    then random blocks below the diagonal until `density` of the row's causal blocks are on.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    rows = torch.arange(n_blocks)[:, None]
+    cols = torch.arange(n_blocks)[None, :]
+    causal = cols <= rows
+    forced = (cols == 0) | (cols == rows) | (cols == rows - 1)
+    scores = torch.rand(heads, n_blocks, n_blocks, generator=generator)
+    scores = torch.where(forced, 2.0, scores).masked_fill(~causal, -1.0)
+    wanted = torch.clamp((density * (rows + 1).float()).round().long(), min=1)
+    wanted = torch.maximum(wanted, forced.sum(1, keepdim=True)).clamp(max=rows + 1)
+    rank = scores.argsort(-1, descending=True).argsort(-1)
+    return ((rank < wanted[None]) & causal).to(device)
+
+
+def to_block_mask(pattern: torch.Tensor, seq_len: int) -> BlockMask:
+    """A flex `BlockMask` from `pattern` `[heads, nq, nk]`: the diagonal block is partial, every
+    other chosen block is full (the compiled kernel evaluates no mask there and skips the blocks
+    not listed). The mask_mod still spells out the whole pattern: eager flex (CPU) ignores the
+    block lists and applies only the mask_mod, so both must say the same."""
+    heads, n_blocks, _ = pattern.shape
+    diagonal = torch.eye(n_blocks, dtype=torch.bool, device=pattern.device)[None].expand(heads, -1, -1)
+    full = pattern & ~diagonal
+
+    def indices(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cols = torch.arange(n_blocks, device=chosen.device).expand_as(chosen)
+        order = torch.where(chosen, cols, cols + n_blocks).sort(-1).values % n_blocks
+        return chosen.sum(-1).to(torch.int32)[None], order.to(torch.int32)[None]
+
+    def causal(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & pattern[h, q_idx // BLOCK, kv_idx // BLOCK]
+
+    partial_num, partial_idx = indices(diagonal & pattern)
+    full_num, full_idx = indices(full)
+    return BlockMask.from_kv_blocks(partial_num, partial_idx, full_num, full_idx, BLOCK, causal, (seq_len, seq_len))
+
+
+def dense_mask(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """`[1, heads, n, n]` bool: the token-level mask `pattern` means (for the reference)."""
+    token = pattern.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)[:, :seq_len, :seq_len]
+    return (token & torch.ones(seq_len, seq_len, dtype=torch.bool, device=pattern.device).tril())[None]
+
+
+def timed_ms(fn, reps: int, cuda: bool) -> float:
+    for _ in range(2):
+        fn()
+    samples = []
+    for _ in range(reps):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--tiny", action="store_true", help="CPU, small shapes, no compile: checks the script")
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    cuda = not args.tiny
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    heads, kv_heads, head_dim = (HEADS, KV_HEADS, HEAD_DIM) if cuda else (4, 2, 16)
+    check_len, lengths = (4096, (32768, 131072)) if cuda else (512, (1024,))
+    flex = torch.compile(flex_attention, dynamic=False) if cuda else flex_attention
+    dense_backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if cuda else [SDPBackend.MATH]
+    results: dict = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+                     "shape": {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "block": BLOCK}, "checks": [], "timings": []}
+
+    def save() -> None:
+        with open(os.path.join(args.out, "results.json"), "w") as handle:
+            json.dump(results, handle, indent=1)
+        lines = ["| tokens | kernel | density | ms | vs dense cuDNN |", "|---|---|---|---|---|"]
+        for row in results["timings"]:
+            lines.append(f"| {row['tokens']} | {row['kernel']} | {row['density']} | {row['ms']:.3f} | {row['speedup']:.2f}x |")
+        checks = "\n".join(f"- {c}" for c in results["checks"])
+        with open(os.path.join(args.out, "table.md"), "w") as handle:
+            handle.write(f"{results['device']}, torch {results['torch']}\n\n{checks}\n\n" + "\n".join(lines) + "\n")
+
+    def qkv(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = torch.Generator(device=device).manual_seed(n)
+        q = torch.randn(1, heads, n, head_dim, device=device, dtype=dtype, generator=g)
+        k = torch.randn(1, kv_heads, n, head_dim, device=device, dtype=dtype, generator=g)
+        v = torch.randn(1, kv_heads, n, head_dim, device=device, dtype=dtype, generator=g)
+        return q, k, v
+
+    def dense(q, k, v):
+        with sdpa_kernel(dense_backends, set_priority=True):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+    q, k, v = qkv(check_len)
+    for density in (1.0, 0.3):
+        pattern = block_pattern(-(-check_len // BLOCK), heads, density, device)
+        sparse = flex(q, k, v, block_mask=to_block_mask(pattern, check_len), enable_gqa=True)
+        reference = F.scaled_dot_product_attention(q, k, v, attn_mask=dense_mask(pattern, check_len), enable_gqa=True)
+        error = (sparse.float() - reference.float()).abs().max().item()
+        vs_dense = (sparse.float() - dense(q, k, v).float()).abs().max().item()
+        results["checks"].append(
+            f"{check_len} tokens, density {density}: max |flex - masked SDPA| = {error:.2e}; max |flex - dense causal| = {vs_dense:.2e}"
+            + (" (must be ~0: same pattern)" if density == 1.0 else " (must be large: the mask is honoured)")
+        )
+        save()
+    del q, k, v
+
+    def time_length(n: int) -> None:
+        q, k, v = qkv(n)
+        base = timed_ms(lambda: dense(q, k, v), args.reps, cuda)
+        results["timings"].append({"tokens": n, "kernel": "sdpa cudnn (dense causal)", "density": 1.0, "ms": base, "speedup": 1.0})
+        save()
+        for density in (1.0, 0.5, 0.15):
+            pattern = block_pattern(-(-n // BLOCK), heads, density, device)
+            mask = to_block_mask(pattern, n)
+            actual = pattern.float().sum().item() / (heads * pattern.shape[1] * (pattern.shape[1] + 1) / 2)
+            ms = timed_ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=True), args.reps, cuda)  # noqa: B023
+            results["timings"].append({"tokens": n, "kernel": "flex (triton)", "density": round(actual, 3), "ms": ms, "speedup": base / ms})
+            save()
+
+    for n in lengths:
+        time_length(n)
+        if cuda:
+            torch.cuda.empty_cache()
+    print(open(os.path.join(args.out, "table.md")).read())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
