@@ -24,6 +24,8 @@ BLOCK_SCORINGS = ("max", "mean")
 HEAD_AGGREGATIONS = ("mean", "max", "topk")
 SCORE_COMBINES = ("max", "sum")
 KV_OFFLOADS = ("none", "cpu")
+SPARSE_PREFILLS = ("off", "fixed", "adaptive")
+SPARSE_LAYERS = ("dense", "all")
 
 Schedule = tuple[tuple[int, float], ...]
 ScoreLayers = tuple[tuple[int, ...], ...]
@@ -89,6 +91,18 @@ class SlimConfig:
             KV to CPU memory (all but the score layer before the first cut, whose keys decode
             selection reads); they then attend to `decode_budget` x all prompt blocks per step,
             chosen by that score layer one step earlier (the first set by prefill's window).
+        sparse_prefill: `off`, `fixed` or `adaptive`: block-sparse causal attention in the
+            layers `sparse_layers` names, for prompts of at least `sparse_min_tokens` tokens
+            (`attention/sparse.py`). Each query block attends to the sink, its local band and
+            itself, and to the key blocks its layer's last queries attend to most: a share
+            `sparse_density` of its causal blocks (`fixed`) or the fewest holding `sparse_mass`
+            of that attention (`adaptive`). The final query block (the scoring window) stays dense.
+        sparse_density: the share of causal key blocks `fixed` keeps per query block.
+        sparse_mass: the share of the estimated attention `adaptive` keeps per query block.
+        sparse_min_tokens: prompts (or compacted sequences) shorter than this stay dense: the
+            estimate and the mask cost more than they save on short prefills.
+        sparse_layers: `dense`: the layers before the first cut (every prompt token); `all`: the
+            slim layers too.
         prefill_chunk_tokens: prefill runs each layer's MLP, whose activations are the largest
             (3 x intermediate size per token), on at most this many tokens at a time, which
             bounds peak memory on long prompts at no cost in speed; 0 = all tokens at once.
@@ -116,6 +130,11 @@ class SlimConfig:
     kv_offload: str = "none"
     cuda_graph_decode: bool = True
     offload_preserve_layers: bool = False
+    sparse_prefill: str = "off"
+    sparse_density: float = 0.15
+    sparse_mass: float = 0.95
+    sparse_min_tokens: int = 16384
+    sparse_layers: str = "dense"
     prefill_chunk_tokens: int = 16384
 
     def __post_init__(self) -> None:
@@ -156,6 +175,13 @@ class SlimConfig:
         if self.offload_preserve_layers and self.kv_offload != "cpu":
             raise ConfigError("offload_preserve_layers=true: needs kv_offload=cpu")
         _check_int("prefill_chunk_tokens", self.prefill_chunk_tokens, 0)
+        _check_choice("sparse_prefill", self.sparse_prefill, SPARSE_PREFILLS)
+        _check_choice("sparse_layers", self.sparse_layers, SPARSE_LAYERS)
+        _check_int("sparse_min_tokens", self.sparse_min_tokens, 0)
+        for key in ("sparse_density", "sparse_mass"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value <= 1.0:
+                raise ConfigError(f"{key}={value!r}: must be in (0, 1]")
         _check_int("max_swap_blocks", self.max_swap_blocks, 0)
         if not isinstance(self.gamma, (int, float)) or not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma!r}: must be in [0, 1]")

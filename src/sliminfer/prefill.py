@@ -11,7 +11,7 @@ original attention restricted to them, and pruned tokens never return.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel
@@ -41,11 +41,13 @@ class PrefillResult:
         logits: `[batch, vocab]` float32 logits of the last prompt position.
         kept_positions: per layer, `[batch, n_layer]` original positions that layer computed.
         pruned: whether any token was dropped.
+        sparse_share: per block-sparse layer, the share of causal blocks its attention computed.
     """
 
     logits: torch.Tensor
     kept_positions: list[torch.Tensor]
     pruned: bool
+    sparse_share: dict[int, float] = field(default_factory=dict)
 
     @property
     def kept_tokens_per_layer(self) -> list[int]:
@@ -66,7 +68,8 @@ def slim_prefill(
     parts = model_parts(model)
     batch, prompt_tokens = input_ids.shape
     plan = LayerPlan.build(config, prompt_tokens, parts.num_layers)
-    state = ForwardState.for_config(config, plan.score_layers)
+    sparse_layers = plan.sparse_layers(config) if config else frozenset()
+    state = ForwardState.for_config(config, plan.score_layers, sparse_layers=sparse_layers)
     positions = torch.arange(prompt_tokens, device=input_ids.device).expand(batch, prompt_tokens)
     hidden, (cos, sin) = parts.embed(input_ids, positions)
     mlp_chunk = config.prefill_chunk_tokens if config else 0
@@ -84,7 +87,8 @@ def slim_prefill(
             layer_scores[index] = prompt_block_scores(state.unit_scores.pop(index), positions, n_prompt_blocks, config)
         kept_positions.append(positions)
     cache.end_prefill(prompt_tokens)
-    return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=plan.pruned)
+    sparse_share = {layer: float(share) for layer, share in state.sparse_share.items()}
+    return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=plan.pruned, sparse_share=sparse_share)
 
 
 def tokens_to_keep(

@@ -126,6 +126,15 @@ class LayerPlan:
             for cut, end in zip(self.cuts, ends, strict=True)
         ]
 
+    def sparse_layers(self, config: SlimConfig) -> frozenset[int]:
+        """The layers whose prefill attention is block-sparse (`config.sparse_prefill`): those
+        before the first cut (`sparse_layers="dense"`) or every layer (`"all"`), where the
+        layer computes at least `sparse_min_tokens` tokens."""
+        if config.sparse_prefill == "off":
+            return frozenset()
+        end = self.cuts[0].layer if self.cuts and config.sparse_layers == "dense" else self.num_layers
+        return frozenset(layer for layer in range(end) if self.kept_tokens[layer] >= config.sparse_min_tokens)
+
     def lagged_layers(self, config: SlimConfig) -> tuple[int, ...]:
         """The layers `offload_preserve_layers` manages: all before the first cut's decode score
         layer (they run before it, so its choice reaches them one step late)."""

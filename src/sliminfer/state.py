@@ -29,6 +29,10 @@ class ForwardState:
         unit_scores: filled by the attention function: layer -> `[batch, n_units]`.
         score_keys: layer -> how many leading keys the window queries score (default: all);
             decode scores only a score layer's prompt keys, not the generated ones.
+        sparse_layers: layers whose prefill attention is block-sparse (`LayerPlan.sparse_layers`),
+            with `sparse_mode`, `sparse_density` and `sparse_mass` as in `SlimConfig`.
+        sparse_share: filled by the attention function: layer -> 0-dim tensor, the share of
+            causal blocks it computed (a tensor, so recording it does not sync the device).
         kv_valid_lengths: `[num_layers]` int64, set only by the CUDA-graph decoder, whose
             cache returns whole fixed-size buffers: layer i attends to its first
             `kv_valid_lengths[i]` slots.
@@ -42,14 +46,24 @@ class ForwardState:
     head_topk: int = 2
     unit_scores: dict[int, torch.Tensor] = field(default_factory=dict)
     score_keys: dict[int, int] = field(default_factory=dict)
+    sparse_layers: frozenset[int] = frozenset()
+    sparse_mode: str = "off"
+    sparse_density: float = 0.15
+    sparse_mass: float = 0.95
+    sparse_share: dict[int, torch.Tensor] = field(default_factory=dict)
     kv_valid_lengths: torch.Tensor | None = None
 
     @classmethod
     def for_config(
-        cls, config: SlimConfig | None, score_layers: frozenset[int], window: int | None = None
+        cls,
+        config: SlimConfig | None,
+        score_layers: frozenset[int],
+        window: int | None = None,
+        sparse_layers: frozenset[int] = frozenset(),
     ) -> ForwardState:
         """The state that makes `score_layers` record unit scores the way `config` scores
-        (`window` overrides the config's, e.g. 1 for a decode step); None: records nothing."""
+        (`window` overrides the config's, e.g. 1 for a decode step) and `sparse_layers` run
+        block-sparse prefill attention; None: records nothing."""
         if config is None:
             return cls()
         return cls(
@@ -59,4 +73,8 @@ class ForwardState:
             unit_pooling=config.unit_pooling,
             head_aggregation=config.head_aggregation,
             head_topk=config.head_topk,
+            sparse_layers=sparse_layers,
+            sparse_mode=config.sparse_prefill,
+            sparse_density=config.sparse_density,
+            sparse_mass=config.sparse_mass,
         )

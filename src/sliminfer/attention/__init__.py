@@ -2,7 +2,9 @@
 
 HF's attention modules project q/k/v, apply RoPE, update the cache and then call the registered
 function; it is the only place that sees RoPE'd queries and keys together, so it is where the
-window queries score the token units (only at the layers `ForwardState.score_layers` names).
+window queries score the token units (only at the layers `ForwardState.score_layers` names) and
+where a prefill goes block-sparse (the layers `ForwardState.sparse_layers` names; the scores
+read the queries and keys, not the attention output, so sparsity leaves them exact).
 Importing this module registers the key and patches nothing else.
 """
 
@@ -17,6 +19,7 @@ from transformers import AttentionInterface, PreTrainedModel
 from ..scoring import window_unit_scores
 from ..state import ForwardState
 from .sdpa import causal_attention, single_query_attention
+from .sparse import block_pattern, key_block_profile, pattern_share, sparse_causal_attention
 
 ATTENTION_KEY = "sliminfer"
 
@@ -51,6 +54,11 @@ def sliminfer_attention(
             head_aggregation=slim.head_aggregation,
             head_topk=slim.head_topk,
         )
+    if slim is not None and module.layer_idx in slim.sparse_layers and 1 < query.shape[2] == key.shape[2]:
+        profile = key_block_profile(query, key, scale)
+        pattern = block_pattern(profile, slim.sparse_mode, slim.sparse_density, slim.sparse_mass)
+        slim.sparse_share[module.layer_idx] = pattern_share(pattern)
+        return sparse_causal_attention(query, key, value, scale, pattern), None
     if slim is not None and slim.kv_valid_lengths is not None:
         valid = slim.kv_valid_lengths[module.layer_idx]
         return single_query_attention(query, key, value, scale, valid), None

@@ -1,0 +1,138 @@
+"""Block-sparse causal prefill attention for the layers that still see every prompt token.
+
+After the cuts, most of slim's remaining prefill FLOPs are the dense layers' attention, which is
+quadratic in the prompt. Long-prompt attention is mostly sparse, and the layer's own last
+queries say where: the *estimate* is the attention the last `ESTIMATE_QUERIES` queries give each
+key block (a "vertical" profile, per head, computed exactly for those queries). Each query block
+then attends to
+- the sink block (block 0), its own block (causal inside) and the `LOCAL_BAND` blocks before it
+  (the local diagonal band);
+- the key blocks the profile ranks highest among those it may see: a fixed share of them
+  (`sparse_prefill="fixed"`, `sparse_density`, for speed runs) or the fewest whose profile mass
+  reaches `sparse_mass` (`"adaptive"`);
+- and the final query block attends densely: the cut's scoring window (the last queries) and
+  the next token's logits read from it.
+
+The kernel is PyTorch FlexAttention with a `BlockMask` built from block indices (compiled, on
+CUDA); its mask_mod spells out the same pattern, because eager flex (and the CPU path, masked
+SDPA) apply the mask, not the block lists. Tensor shapes follow HF's attention contract:
+query `[batch, heads, n, head_dim]`, key/value `[batch, kv_heads, n, head_dim]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+SPARSE_BLOCK = 128
+"""Tokens per sparse-attention block (FlexAttention's tile)."""
+ESTIMATE_QUERIES = 64
+"""Last queries whose attention estimates each head's key-block profile."""
+LOCAL_BAND = 1
+"""Key blocks before the diagonal that every query block attends to."""
+
+
+def key_block_profile(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
+    """`[batch, heads, n_blocks]` float32: attention of the last `ESTIMATE_QUERIES` queries to
+    each key block (softmax over their causal keys, summed over the queries and the block).
+
+    One KV head's query group at a time, so the `[group, queries, n]` probabilities are the
+    largest temporary (about 130 MB at 128k tokens for 4 query heads).
+    """
+    batch, heads, n, _ = query.shape
+    kv_heads = key.shape[1]
+    group = heads // kv_heads
+    window = min(ESTIMATE_QUERIES, n)
+    n_blocks = math.ceil(n / SPARSE_BLOCK)
+    causal = torch.arange(n, device=key.device)[None, :] <= torch.arange(n - window, n, device=key.device)[:, None]
+    profile = torch.zeros(batch, heads, n_blocks * SPARSE_BLOCK, device=key.device, dtype=torch.float32)
+    for kv in range(kv_heads):
+        last = query[:, kv * group : (kv + 1) * group, -window:]
+        scores = (last @ key[:, kv : kv + 1].transpose(-1, -2)).float() * scaling
+        probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+        profile[:, kv * group : (kv + 1) * group, :n] = probs.sum(2)
+    return profile.view(batch, heads, n_blocks, SPARSE_BLOCK).sum(-1)
+
+
+def block_pattern(profile: torch.Tensor, mode: str, density: float, mass: float) -> torch.Tensor:
+    """`[batch, heads, n_blocks, n_blocks]` bool: which (query block, key block) pairs are computed.
+
+    Args:
+        profile: `[batch, heads, n_blocks]` key-block scores (`key_block_profile`).
+        mode: "fixed" keeps `ceil(density x (i + 1))` of query block i's causal key blocks,
+            "adaptive" the fewest whose profile mass, normalized over them, reaches `mass`;
+            both on top of the forced ones (sink, local band, diagonal, the final query block).
+    """
+    n_blocks = profile.shape[-1]
+    rows = torch.arange(n_blocks, device=profile.device)[:, None]
+    cols = torch.arange(n_blocks, device=profile.device)[None, :]
+    causal = cols <= rows
+    forced = causal & ((cols == 0) | (rows - cols <= LOCAL_BAND) | (rows == n_blocks - 1))
+    scores = profile[:, :, None, :].expand(-1, -1, n_blocks, -1).masked_fill(~causal, -1.0)
+    ordered, order = scores.sort(-1, descending=True)
+    if mode == "fixed":
+        count = torch.ceil(density * (rows + 1).float()).long().expand_as(ordered[..., :1])
+    else:
+        share = ordered.clamp(min=0.0).cumsum(-1) / ordered.clamp(min=0.0).sum(-1, keepdim=True).clamp(min=1e-30)
+        count = (share < mass).sum(-1, keepdim=True) + 1
+    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(n_blocks, device=profile.device).expand_as(order))
+    return (rank < count) & causal | forced
+
+
+def pattern_share(pattern: torch.Tensor) -> torch.Tensor:
+    """0-dim: the share of the causal (query block, key block) pairs `pattern` computes (a
+    tensor, so that recording it does not wait for the device)."""
+    n_blocks = pattern.shape[-1]
+    return pattern.sum() / (pattern.shape[0] * pattern.shape[1] * n_blocks * (n_blocks + 1) / 2)
+
+
+def to_block_mask(pattern: torch.Tensor, n: int) -> BlockMask:
+    """A FlexAttention `BlockMask` for `pattern` over `n` tokens: diagonal blocks partial
+    (causal inside), every other chosen block full (the kernel evaluates no mask there)."""
+    n_blocks = pattern.shape[-1]
+    diagonal = torch.eye(n_blocks, dtype=torch.bool, device=pattern.device)
+    cols = torch.arange(n_blocks, device=pattern.device)
+
+    def indices(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.where(chosen, cols, cols + n_blocks).sort(-1).values % n_blocks
+        return chosen.sum(-1, dtype=torch.int32), order.to(torch.int32)
+
+    def causal_in_pattern(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & pattern[b, h, q_idx // SPARSE_BLOCK, kv_idx // SPARSE_BLOCK]
+
+    partial_num, partial_idx = indices(pattern & diagonal)
+    full_num, full_idx = indices(pattern & ~diagonal)
+    return BlockMask.from_kv_blocks(partial_num, partial_idx, full_num, full_idx, SPARSE_BLOCK, causal_in_pattern, (n, n))
+
+
+def token_mask(pattern: torch.Tensor, n: int) -> torch.Tensor:
+    """`[batch, heads, n, n]` bool: the token-level mask `pattern` means (causal included)."""
+    expanded = pattern.repeat_interleave(SPARSE_BLOCK, -2).repeat_interleave(SPARSE_BLOCK, -1)[..., :n, :n]
+    return expanded & torch.ones(n, n, dtype=torch.bool, device=pattern.device).tril()
+
+
+@functools.cache
+def compiled_flex_attention():
+    """FlexAttention compiled once per process (dynamic shapes after the first recompile)."""
+    return torch.compile(flex_attention)
+
+
+def sparse_causal_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, pattern: torch.Tensor
+) -> torch.Tensor:
+    """Causal attention restricted to `pattern`'s blocks; returns `[batch, n, heads, head_dim]`.
+
+    CUDA runs compiled FlexAttention, which skips the blocks not chosen; elsewhere (CI, CPU)
+    the same result comes from SDPA with the token-level mask (the reference, no speed-up).
+    """
+    n = query.shape[2]
+    gqa = key.shape[1] != query.shape[1]
+    if query.is_cuda:
+        out = compiled_flex_attention()(query, key, value, block_mask=to_block_mask(pattern, n), scale=scaling, enable_gqa=gqa)
+    else:
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=token_mask(pattern, n), scale=scaling, enable_gqa=gqa)
+    return out.transpose(1, 2).contiguous()

@@ -1,0 +1,121 @@
+"""Block-sparse prefill attention: the pattern rule, the kernel against a masked reference, and
+the prefill with it switched on."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch.nn.attention.flex_attention import flex_attention
+
+from sliminfer.attention.sdpa import causal_attention
+from sliminfer.attention.sparse import (
+    SPARSE_BLOCK,
+    block_pattern,
+    key_block_profile,
+    sparse_causal_attention,
+    to_block_mask,
+    token_mask,
+)
+from sliminfer.config import ConfigError, SlimConfig
+from sliminfer.schedule import LayerPlan
+from test_prefill import run_prefill
+from tiny import TINY_SLIM, random_ids
+
+
+def qkv(n, heads=4, kv_heads=2, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(1, heads, n, dim, generator=g), torch.randn(1, kv_heads, n, dim, generator=g),
+            torch.randn(1, kv_heads, n, dim, generator=g))
+
+
+def chosen(pattern, head, row):
+    return set(torch.nonzero(pattern[0, head, row]).flatten().tolist())
+
+
+def test_fixed_pattern_keeps_the_forced_blocks_and_the_share_per_row():
+    profile = torch.rand(1, 2, 10, generator=torch.Generator().manual_seed(1))
+    pattern = block_pattern(profile, "fixed", 0.3, 0.95)
+    assert not (pattern & ~torch.ones(10, 10, dtype=torch.bool).tril()).any()
+    for head in range(2):
+        for row in range(9):
+            blocks = chosen(pattern, head, row)
+            assert {0, row, max(row - 1, 0)} <= blocks
+            best = set(profile[0, head, : row + 1].argsort(descending=True)[: -(-3 * (row + 1) // 10)].tolist())
+            assert best <= blocks
+            assert len(blocks) <= len(best | {0, row, max(row - 1, 0)})
+        assert chosen(pattern, head, 9) == set(range(10))
+
+
+def test_adaptive_pattern_keeps_the_fewest_blocks_holding_the_mass():
+    profile = torch.full((1, 1, 10), 1e-4)
+    profile[0, 0, 3] = 1.0
+    pattern = block_pattern(profile, "adaptive", 0.15, 0.95)
+    assert chosen(pattern, 0, 6) == {0, 3, 5, 6}
+    assert chosen(pattern, 0, 2) == {0, 1, 2}
+    assert block_pattern(profile, "adaptive", 0.15, 1.0)[0, 0, 6].sum() == 7
+
+
+def test_profile_is_the_last_queries_attention_per_key_block():
+    q, k, _ = qkv(300)
+    profile = key_block_profile(q, k, 0.25)
+    assert profile.shape == (1, 4, 3)
+    torch.testing.assert_close(profile.sum(-1), torch.full((1, 4), 64.0))
+
+
+@pytest.mark.parametrize("n", [256, 300])
+def test_density_one_equals_dense_causal_attention(n):
+    q, k, v = qkv(n)
+    everything = torch.ones(1, 4, -(-n // SPARSE_BLOCK), -(-n // SPARSE_BLOCK), dtype=torch.bool).tril()
+    torch.testing.assert_close(sparse_causal_attention(q, k, v, 0.25, everything), causal_attention(q, k, v, 0.25))
+
+
+@pytest.mark.parametrize("n", [384, 400])
+def test_flex_block_mask_computes_exactly_the_masked_reference(n):
+    """The BlockMask CUDA runs (here through eager flex) equals attention masked to the chosen
+    blocks, which is not dense attention."""
+    q, k, v = qkv(n, seed=n)
+    pattern = block_pattern(key_block_profile(q, k, 0.25), "fixed", 0.2, 0.95)
+    pattern[0, 0, 2, 1] = False  # a skipped block below the band, so the mask matters
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=token_mask(pattern, n), scale=0.25, enable_gqa=True)
+    got = flex_attention(q, k, v, block_mask=to_block_mask(pattern, n), scale=0.25, enable_gqa=True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse_causal_attention(q, k, v, 0.25, pattern), want.transpose(1, 2))
+    assert not torch.allclose(want, torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.25, enable_gqa=True))
+
+
+def test_plan_names_the_sparse_layers():
+    config = dataclasses.replace(TINY_SLIM, sparse_prefill="fixed", sparse_min_tokens=300)
+    assert LayerPlan.build(config, 400, 4).sparse_layers(config) == {0}
+    every = dataclasses.replace(config, sparse_layers="all", sparse_min_tokens=500)
+    plan = LayerPlan.build(every, 1300, 4)
+    assert plan.kept_tokens == (1300, 644, 644, 324) and plan.sparse_layers(every) == {0, 1, 2}
+    assert LayerPlan.build(config, 299, 4).sparse_layers(config) == frozenset()
+    assert LayerPlan.build(TINY_SLIM, 400, 4).sparse_layers(TINY_SLIM) == frozenset()
+
+
+def test_prefill_with_density_one_equals_plain_slim(tiny):
+    ids = random_ids(520, seed=5)
+    plain, _ = run_prefill(tiny, ids, TINY_SLIM)
+    config = dataclasses.replace(TINY_SLIM, sparse_prefill="fixed", sparse_density=1.0, sparse_min_tokens=0)
+    sparse, _ = run_prefill(tiny, ids, config)
+    torch.testing.assert_close(sparse.logits, plain.logits, rtol=1e-5, atol=1e-5)
+    assert sparse.sparse_share == {0: pytest.approx(1.0)} and plain.sparse_share == {}
+
+
+def test_prefill_with_a_sparse_pattern_records_its_share(tiny):
+    config = dataclasses.replace(TINY_SLIM, sparse_prefill="fixed", sparse_density=0.1, sparse_min_tokens=0, sparse_layers="all")
+    result, _ = run_prefill(tiny, random_ids(900, seed=6), config)
+    assert set(result.sparse_share) == {0, 1, 2, 3}
+    assert 0.0 < result.sparse_share[0] < 1.0
+
+
+@pytest.mark.parametrize("update, message", [
+    ({"sparse_prefill": "dense"}, "sparse_prefill"),
+    ({"sparse_density": 0.0}, "sparse_density"),
+    ({"sparse_mass": 1.5}, "sparse_mass"),
+    ({"sparse_layers": "some"}, "sparse_layers"),
+    ({"sparse_min_tokens": -1}, "sparse_min_tokens"),
+])
+def test_bad_sparse_settings_are_one_line_errors(update, message):
+    with pytest.raises(ConfigError, match=message):
+        SlimConfig.from_dict(update)
