@@ -106,13 +106,14 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--tiny", action="store_true", help="CPU, small shapes, no compile: checks the script")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--lengths", default="32768,131072", help="comma-separated token counts (CUDA)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cuda = not args.tiny
     device = torch.device("cuda" if cuda else "cpu")
     dtype = torch.bfloat16 if cuda else torch.float32
     heads, kv_heads, head_dim = (HEADS, KV_HEADS, HEAD_DIM) if cuda else (4, 2, 16)
-    check_len, lengths = (4096, (32768, 131072)) if cuda else (512, (1024,))
+    check_len, lengths = (4096, tuple(int(n) for n in args.lengths.split(","))) if cuda else (512, (1024,))
     flex = torch.compile(flex_attention, dynamic=False) if cuda else flex_attention
     dense_backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if cuda else [SDPBackend.MATH]
     results: dict = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
