@@ -4,7 +4,7 @@ Issue 12 asks for the sparse-prefill kernel to be chosen by measurement before i
 the prefill. This script answers the first question at Llama-3.1-8B's attention shape (32 query
 heads, 8 KV heads, head dim 128, bf16, batch 1):
 
-1. correctness: FlexAttention with a `BlockMask` built from block indices (`from_kv_blocks`)
+1. correctness: the library's `BlockMask` from block indices (`sliminfer.attention.sparse`)
    against SDPA with the same pattern as a dense boolean mask (a torch bug once ignored sparse
    masks), and at density 1.0 against dense causal SDPA;
 2. speed: the attention op alone at 32k and 128k, dense cuDNN SDPA vs flex at block densities
@@ -29,14 +29,16 @@ import time
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.attention.flex_attention import BlockMask, flex_attention
+from torch.nn.attention.flex_attention import flex_attention
 
-BLOCK = 128
+from sliminfer.attention.sparse import SPARSE_BLOCK as BLOCK
+from sliminfer.attention.sparse import compiled_flex_attention, to_block_mask, token_mask
+
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 
 
 def block_pattern(n_blocks: int, heads: int, density: float, device: torch.device, seed: int = 0) -> torch.Tensor:
-    """`[heads, n_blocks, n_blocks]` bool: which (query block, key block) pairs are computed.
+    """`[1, heads, n_blocks, n_blocks]` bool: which (query block, key block) pairs are computed.
 
     Causal (key block <= query block); per row the sink, the diagonal and its left neighbour,
     then random blocks below the diagonal until `density` of the row's causal blocks are on.
@@ -51,35 +53,7 @@ def block_pattern(n_blocks: int, heads: int, density: float, device: torch.devic
     wanted = torch.clamp((density * (rows + 1).float()).round().long(), min=1)
     wanted = torch.maximum(wanted, forced.sum(1, keepdim=True)).clamp(max=rows + 1)
     rank = scores.argsort(-1, descending=True).argsort(-1)
-    return ((rank < wanted[None]) & causal).to(device)
-
-
-def to_block_mask(pattern: torch.Tensor, seq_len: int) -> BlockMask:
-    """A flex `BlockMask` from `pattern` `[heads, nq, nk]`: the diagonal block is partial, every
-    other chosen block is full (the compiled kernel evaluates no mask there and skips the blocks
-    not listed). The mask_mod still spells out the whole pattern: eager flex (CPU) ignores the
-    block lists and applies only the mask_mod, so both must say the same."""
-    heads, n_blocks, _ = pattern.shape
-    diagonal = torch.eye(n_blocks, dtype=torch.bool, device=pattern.device)[None].expand(heads, -1, -1)
-    full = pattern & ~diagonal
-
-    def indices(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cols = torch.arange(n_blocks, device=chosen.device).expand_as(chosen)
-        order = torch.where(chosen, cols, cols + n_blocks).sort(-1).values % n_blocks
-        return chosen.sum(-1).to(torch.int32)[None], order.to(torch.int32)[None]
-
-    def causal(b, h, q_idx, kv_idx):
-        return (q_idx >= kv_idx) & pattern[h, q_idx // BLOCK, kv_idx // BLOCK]
-
-    partial_num, partial_idx = indices(diagonal & pattern)
-    full_num, full_idx = indices(full)
-    return BlockMask.from_kv_blocks(partial_num, partial_idx, full_num, full_idx, BLOCK, causal, (seq_len, seq_len))
-
-
-def dense_mask(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """`[1, heads, n, n]` bool: the token-level mask `pattern` means (for the reference)."""
-    token = pattern.repeat_interleave(BLOCK, 1).repeat_interleave(BLOCK, 2)[:, :seq_len, :seq_len]
-    return (token & torch.ones(seq_len, seq_len, dtype=torch.bool, device=pattern.device).tril())[None]
+    return ((rank < wanted[None]) & causal).to(device)[None]
 
 
 def timed_ms(fn, reps: int, cuda: bool) -> float:
@@ -114,7 +88,7 @@ def main() -> int:
     dtype = torch.bfloat16 if cuda else torch.float32
     heads, kv_heads, head_dim = (HEADS, KV_HEADS, HEAD_DIM) if cuda else (4, 2, 16)
     check_len, lengths = (4096, tuple(int(n) for n in args.lengths.split(","))) if cuda else (512, (1024,))
-    flex = torch.compile(flex_attention, dynamic=False) if cuda else flex_attention
+    flex = compiled_flex_attention() if cuda else flex_attention
     dense_backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if cuda else [SDPBackend.MATH]
     results: dict = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
                      "shape": {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "block": BLOCK}, "checks": [], "timings": []}
@@ -144,7 +118,7 @@ def main() -> int:
     for density in (1.0, 0.3):
         pattern = block_pattern(-(-check_len // BLOCK), heads, density, device)
         sparse = flex(q, k, v, block_mask=to_block_mask(pattern, check_len), enable_gqa=True)
-        reference = F.scaled_dot_product_attention(q, k, v, attn_mask=dense_mask(pattern, check_len), enable_gqa=True)
+        reference = F.scaled_dot_product_attention(q, k, v, attn_mask=token_mask(pattern, check_len), enable_gqa=True)
         error = (sparse.float() - reference.float()).abs().max().item()
         vs_dense = (sparse.float() - dense(q, k, v).float()).abs().max().item()
         results["checks"].append(
@@ -162,7 +136,7 @@ def main() -> int:
         for density in (1.0, 0.5, 0.15):
             pattern = block_pattern(-(-n // BLOCK), heads, density, device)
             mask = to_block_mask(pattern, n)
-            actual = pattern.float().sum().item() / (heads * pattern.shape[1] * (pattern.shape[1] + 1) / 2)
+            actual = pattern.float().sum().item() / (heads * pattern.shape[-1] * (pattern.shape[-1] + 1) / 2)
             ms = timed_ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=True), args.reps, cuda)  # noqa: B023
             results["timings"].append({"tokens": n, "kernel": "flex (triton)", "density": round(actual, 3), "ms": ms, "speedup": base / ms})
             save()
