@@ -26,6 +26,7 @@ from .loading import LoadedModel
 from .methods import GENERATE_KINDS
 from .metrics import KVStats
 from .models import model_parts
+from .parallel import tp_size
 from .prefill import PrefillResult, slim_prefill
 from .sampling import sample_next_token
 from .streaming import TextStream
@@ -149,7 +150,9 @@ def generate(
     stream = TextStream(loaded.tokenizer, sampling.stop, on_text)
     stop = StopRule(set() if sampling.ignore_eos else _eos_ids(loaded), stream, budget, should_stop)
     with torch.inference_mode(), use_sliminfer_attention(loaded.model):
-        run = _run(loaded, prompt_ids, slim_config, config.cuda_graph_decode, sampling, stop)
+        # A captured step would replay the collectives of a sharded layer: eager under TP.
+        graphs = config.cuda_graph_decode and tp_size() == 1
+        run = _run(loaded, prompt_ids, slim_config, graphs, sampling, stop)
     decode_tokens = max(len(run.new_ids) - 1, 1)
     return GenerationResult(
         text=stream.text,

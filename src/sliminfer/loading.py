@@ -29,6 +29,7 @@ from transformers import (
 from .config import SlimConfig, preset_for
 from .errors import ModelNotFoundError, UserError
 from .models import check_supported, max_context
+from .parallel import check_shardable, sharding_kwargs, tp_size
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +75,31 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load `source` ('default', a HF folder or a .gguf file) for inference on `device`."""
+    """Load `source` ('default', a HF folder or a .gguf file) for inference on `device`.
+
+    Under `torchrun` (WORLD_SIZE > 1) transformers shards the model over the ranks
+    (`tp_plan="auto"`), each rank on its own GPU (LOCAL_RANK) or on the CPU.
+    """
     torch_device = resolve_device(device)
+    ranks = tp_size()
+    if ranks > 1 and torch_device.type == "cuda":
+        torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(torch_device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     folder = _hf_folder(source)
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     check_supported(config)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    sharding: dict = {}
+    if ranks > 1:
+        check_shardable(config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads, ranks)
+        sharding = sharding_kwargs()
     model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True
+        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True, **sharding
     )
-    model.to(torch_device).eval()
+    if ranks == 1:
+        model.to(torch_device)
+    model.eval()
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

@@ -19,6 +19,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="'default' (embedded SmolLM2-135M), a local HF folder, or a .gguf file",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--tp", type=int, default=1, metavar="N",
+        help="tensor parallelism over N ranks: reruns the command under `torchrun --nproc-per-node N` "
+        "(one GPU per rank on CUDA, gloo on CPU; generate only so far)",
+    )
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16")
 
 
