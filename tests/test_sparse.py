@@ -69,6 +69,7 @@ def test_density_one_equals_dense_causal_attention(n):
     torch.testing.assert_close(sparse_causal_attention(q, k, v, 0.25, everything), causal_attention(q, k, v, 0.25))
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 @pytest.mark.parametrize("n", [384, 400])
 def test_flex_block_mask_computes_exactly_the_masked_reference(n):
     """The BlockMask CUDA runs (here through eager flex) equals attention masked to the chosen
