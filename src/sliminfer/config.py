@@ -69,8 +69,10 @@ class SlimConfig:
         min_keep_tokens: every cut keeps at least this many prompt tokens, whatever its keep
             fraction: what a question needs from its context (a few needles, their
             surroundings) does not shrink with the prompt, so short prompts keep a larger share.
+            A fractional `decode_budget` never goes below this many tokens either.
         decode_budget: prompt blocks each slim layer attends to per decode step; <= 1 is a
-            fraction of the blocks that layer retained, > 1 an absolute block count. 1.0 = all
+            fraction of the blocks that layer retained (at least `min_keep_tokens` worth), > 1
+            an absolute block count. 1.0 = all
             retained blocks (exact: no decode-time selection).
         gamma: overlap threshold of the swap policy; a new active set is swapped in only when
             |new & resident| / |new| < gamma. 0 never swaps (keeps the first choice).

@@ -25,6 +25,13 @@ def test_active_block_count(budget, retained, forced, want):
     assert active_block_count(budget, retained, forced) == want
 
 
+def test_a_fractional_budget_keeps_the_floor_and_an_absolute_one_is_exact():
+    assert active_block_count(0.25, 16, 2, floor=16) == (16, False)  # an 8k prompt's cut keeps 1024 tokens
+    assert active_block_count(0.25, 64, 2, floor=16) == (16, False)
+    assert active_block_count(0.25, 512, 2, floor=16) == (128, False)
+    assert active_block_count(4, 64, 2, floor=16) == (4, False)
+
+
 def test_plan_chooses_the_top_blocks_among_the_group_plus_forced():
     plan = DecodePlan.from_prefill(hand_positions(), HAND)
     (group,) = plan.groups

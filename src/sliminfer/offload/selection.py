@@ -158,7 +158,7 @@ def _group(
     group_ids = block_ids_of(group_positions, block)[0]
     retained_tokens = int(group_positions.shape[-1])
     forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
-    active, clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()))
+    active, clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()), floor_blocks(config))
     candidates = torch.searchsorted(block_ids_of(score_positions, block)[0], group_ids)
     initial = forced.nonzero().flatten()
     return SelectionGroup(score_layer, layers, candidates, forced, active, retained_tokens, initial), clamped
@@ -181,14 +181,22 @@ def lagged_prior(kept_positions: list[torch.Tensor], plan: LayerPlan, block_size
     return torch.stack(kept_by_cut).sum(0) + ids / n_blocks
 
 
-def active_block_count(decode_budget: float, retained: int, forced: int) -> tuple[int, bool]:
-    """Blocks active per step: a fraction (<= 1) or a count (> 1) of `retained`, at least `forced`.
+def floor_blocks(config: SlimConfig) -> int:
+    """Blocks a fractional decode budget never goes below: `min_keep_tokens` worth, the same
+    floor the cuts keep (what a question needs does not shrink with the prompt, and at 8k-16k a
+    quarter of a cut's blocks is only a few hundred tokens)."""
+    return math.ceil(config.min_keep_tokens / config.block_size)
+
+
+def active_block_count(decode_budget: float, retained: int, forced: int, floor: int = 0) -> tuple[int, bool]:
+    """Blocks active per step: a fraction (<= 1, at least `floor` blocks) or a count (> 1) of
+    `retained`, at least `forced`.
 
     Returns:
         `(count, clamped)`; `clamped` says an absolute budget exceeded the retained blocks.
     """
     if decode_budget <= 1:
-        wanted, clamped = math.ceil(decode_budget * retained), False
+        wanted, clamped = max(math.ceil(decode_budget * retained), floor), False
     else:
         wanted, clamped = int(decode_budget), int(decode_budget) > retained
     return min(max(wanted, forced, 1), retained), clamped
@@ -211,4 +219,4 @@ def block_counts(config: SlimConfig, stored_tokens: int) -> tuple[int, int]:
     """`(blocks, active blocks)` of a layer storing `stored_tokens` prompt tokens in whole blocks."""
     n_blocks = math.ceil(stored_tokens / config.block_size)
     forced = int(forced_blocks(stored_tokens, config.block_size, config.sink_tokens, config.window).sum())
-    return n_blocks, active_block_count(config.decode_budget, n_blocks, forced)[0]
+    return n_blocks, active_block_count(config.decode_budget, n_blocks, forced, floor_blocks(config))[0]
