@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from . import parallel
 from .attention import use_sliminfer_attention
 from .cache import SlimCache
 from .config import SlimConfig
@@ -221,7 +222,8 @@ def _run(
     """Prefill, then sample and decode until `stop` says why it ends; times TTFT and total."""
     device = loaded.device
     parts = model_parts(loaded.model)
-    generator = None if sampling.seed is None else torch.Generator(device=device).manual_seed(sampling.seed)
+    seed = parallel.shared_seed(sampling.seed)
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
     cache = SlimCache(parts.num_layers, reserve_tokens=stop.budget)
     manager = prepare_manager(loaded, slim_config, len(prompt_ids), stop.budget)
     start = _now(device)
@@ -241,7 +243,9 @@ def _run(
     stop.stream.close()
     total_s = _now(device) - start
     kv = decoder.finish()
-    return _Run(prefill, stop.new_ids, finish_reason, ttft_s, total_s, kv, cache.kv_bytes())
+    # Each tensor-parallel rank stores its share of the KV heads; report the model's whole cache.
+    kv_cache_bytes = cache.kv_bytes() * parallel.world_size()
+    return _Run(prefill, stop.new_ids, finish_reason, ttft_s, total_s, kv, kv_cache_bytes)
 
 
 def context_limit_detail(prompt_tokens: int, new_tokens: int, budget: int, asked: int, finish_reason: str) -> str | None:

@@ -21,10 +21,12 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from . import parallel
 from .config import SlimConfig, preset_for
 from .errors import ModelNotFoundError, UserError
 from .models import check_supported, max_context
@@ -51,7 +53,15 @@ class LoadedModel:
 
 
 def resolve_device(device: str) -> torch.device:
-    """`auto` -> CUDA if available else CPU; otherwise the named device (validated)."""
+    """`auto` -> CUDA if available else CPU; otherwise the named device (validated).
+
+    Under torchrun the device is this rank's (`parallel.init_process_group`): `auto` or its type.
+    """
+    if parallel.launched():
+        rank_device = parallel.init_process_group()
+        if device not in ("auto", rank_device.type, str(rank_device)):
+            raise UserError(f"device={device!r}: under tensor parallelism each rank runs on {rank_device.type}")
+        return rank_device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -73,17 +83,23 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load `source` ('default', a HF folder or a .gguf file) for inference on `device`."""
+    """Load `source` ('default', a HF folder or a .gguf file) for inference on `device`.
+
+    Under torchrun transformers shards it over the ranks (`parallel.from_pretrained_kwargs`).
+    """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     folder = _hf_folder(source)
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     check_supported(config)
+    parallel.check_model_split(config)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True
+        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True, **parallel.from_pretrained_kwargs()
     )
-    model.to(torch_device).eval()
+    if not parallel.launched():
+        model.to(torch_device)
+    model.eval()
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -92,6 +108,13 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
         device=torch_device,
         default_config=preset_for(config.model_type, config.num_hidden_layers, config.hidden_size),
     )
+
+
+def load_config(source: str) -> PretrainedConfig:
+    """The transformers config of `source` ('default', a HF folder or a .gguf file), checked."""
+    config = AutoConfig.from_pretrained(_hf_folder(source), local_files_only=True)
+    check_supported(config)
+    return config
 
 
 def default_gguf_path() -> Path:

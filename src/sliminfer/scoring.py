@@ -11,6 +11,7 @@ kept, so in any compacted sequence the i-th block occupies tokens `[i*block_size
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,6 +30,7 @@ def window_unit_scores(
     scaling: float,
     head_aggregation: str = "mean",
     head_topk: int = 2,
+    aggregate: Callable[[torch.Tensor, str, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """How much the last queries attend to each token unit, aggregated over queries and heads.
 
@@ -46,6 +48,8 @@ def window_unit_scores(
             `score_max` / `score_mean` (softmax over tokens, pooled per unit).
         scaling: the attention scale, usually `head_dim ** -0.5`.
         head_aggregation, head_topk: see `aggregate_heads`.
+        aggregate: what combines the heads (default `aggregate_heads`); under tensor parallelism
+            `parallel.aggregate_heads`, which combines the heads of every rank.
 
     Returns:
         `[batch, ceil(n / unit_size)]` float32 scores; they sum to 1 over units for
@@ -74,7 +78,7 @@ def window_unit_scores(
         per_unit = token_probs.view(batch, kv_heads, groups * window, n_units, unit_size)
         unit_probs = per_unit.amax(-1) if pooling == "score_max" else per_unit.sum(-1)
     per_head = unit_probs.view(batch, kv_heads, groups, window, n_units).mean(3).view(batch, heads, n_units)
-    return aggregate_heads(per_head, head_aggregation, head_topk)
+    return (aggregate or aggregate_heads)(per_head, head_aggregation, head_topk)
 
 
 def aggregate_heads(per_head: torch.Tensor, how: str, topk: int = 2) -> torch.Tensor:

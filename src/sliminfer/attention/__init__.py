@@ -3,6 +3,8 @@
 HF's attention modules project q/k/v, apply RoPE, update the cache and then call the registered
 function; it is the only place that sees RoPE'd queries and keys together, so it is where the
 window queries score the token units (only at the layers `ForwardState.score_layers` names).
+Under tensor parallelism it sees this rank's heads only; `parallel.aggregate_heads` combines
+the heads of every rank, so all ranks record the same scores.
 Importing this module registers the key and patches nothing else.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 
+from .. import parallel
 from ..scoring import window_unit_scores
 from ..state import ForwardState
 from .sdpa import causal_attention, single_query_attention
@@ -50,6 +53,7 @@ def sliminfer_attention(
             scaling=scale,
             head_aggregation=slim.head_aggregation,
             head_topk=slim.head_topk,
+            aggregate=parallel.aggregate_heads,
         )
     if slim is not None and slim.kv_valid_lengths is not None:
         valid = slim.kv_valid_lengths[module.layer_idx]

@@ -22,6 +22,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16")
 
 
+def add_parallel_options(parser: argparse.ArgumentParser) -> None:
+    """`--tp N`: run under torchrun on N tensor-parallel ranks (one per GPU)."""
+    parser.add_argument(
+        "--tp",
+        type=int,
+        metavar="N",
+        help="tensor parallelism over N GPUs of this host: relaunches the command under "
+        "`torchrun --nproc-per-node N -m sliminfer` (gloo ranks when there is no GPU)",
+    )
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """`--config FILE.json` and repeatable `--set key=value`."""
     parser.add_argument("--config", metavar="FILE.json", help="SlimConfig keys as a JSON object")
