@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, PreTrainedModel, Qwen2Config
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+from transformers.utils import logging as hf_logging
 
 from .. import parallel
 from ..config import preset_for
@@ -154,9 +155,14 @@ def _sharded_random_model(config: PretrainedConfig, dtype: torch.dtype, seed: in
     parallel.check_model_split(config)
     torch.manual_seed(seed)
     model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
-    return model_class.from_pretrained(
-        None, config=config, state_dict={}, dtype=dtype, attn_implementation="sdpa", **parallel.from_pretrained_kwargs()
-    )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # no report listing every weight as "missing": that is the point
+    try:
+        return model_class.from_pretrained(
+            None, config=config, state_dict={}, dtype=dtype, attn_implementation="sdpa", **parallel.from_pretrained_kwargs()
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 Each subcommand module exposes `add_parser(subparsers)` and `run(args) -> int`. Modules are
 imported lazily so `sliminfer info` does not pay for the server's or the plotter's imports.
-`--tp N` (generate, bench) relaunches the same command under torchrun on N tensor-parallel ranks.
+`--tp N` (generate, bench; serve refuses it) relaunches the same command under torchrun on N tensor-parallel ranks.
 """
 
 from __future__ import annotations
@@ -46,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        if getattr(args, "tp", None) is not None and not parallel.launched():
+        tp = getattr(args, "tp", None)
+        if (parallel.launched() or tp not in (None, 1)) and args.command not in TENSOR_PARALLEL_SUBCOMMANDS:
+            raise UserError(
+                f"{args.command} does not run tensor-parallel yet: only "
+                f"{' and '.join(TENSOR_PARALLEL_SUBCOMMANDS)} take --tp or run under torchrun"
+            )
+        if tp is not None and not parallel.launched():
             return launch_tensor_parallel(args, argv)
         if parallel.launched():
-            if args.command not in TENSOR_PARALLEL_SUBCOMMANDS:
-                raise UserError(
-                    f"{args.command} does not run tensor-parallel: under torchrun only "
-                    f"{' and '.join(TENSOR_PARALLEL_SUBCOMMANDS)} do"
-                )
             parallel.init_process_group()
         return args.run(args)
     except UserError as exc:
