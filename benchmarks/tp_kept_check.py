@@ -23,10 +23,10 @@ from sliminfer.attention import use_sliminfer_attention
 from sliminfer.bench.prompts import TextPrompts
 from sliminfer.bench.random_models import build_random_model
 from sliminfer.cache import SlimCache
+from sliminfer.cli.options import parse_lengths
 from sliminfer.envinfo import environment
 from sliminfer.generate import SamplingParams, generate
 from sliminfer.prefill import slim_prefill
-from sliminfer.cli.options import parse_lengths
 from sliminfer.report import write_json
 
 
