@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def _aggregate_worker(rank: int, port: int, per_head: torch.Tensor, out: dict) -
 
 def test_cross_rank_head_aggregation_equals_one_process():
     per_head = torch.rand(2, 8, 13, generator=torch.Generator().manual_seed(0))
-    port = 29500 + os.getpid() % 1000
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with mp.Manager() as manager:
         out = manager.dict()
         mp.spawn(_aggregate_worker, args=(port, per_head, out), nprocs=2, join=True)
