@@ -1,10 +1,10 @@
 """Public architectures with random weights, built directly on the device: speed figures only.
 
-Llama-3.1-8B, Llama-3.1-70B and Qwen2.5-7B weights cannot be had offline, but their prefill and decode cost
-depends only on their shapes, which are public (each model's `config.json`). The model is created on the meta
-device (no host memory, no slow default init), materialized with `to_empty` on the target
-device and filled with a cheap seeded init; under torchrun each rank builds only its
-tensor-parallel shards, on its GPU. Random weights make attention near uniform, so
+Llama-3.1-8B, Llama-3.1-70B and Qwen2.5-7B weights cannot be had offline, but their prefill
+and decode cost depends only on their shapes, which are public (each model's `config.json`).
+The model is created on the meta device (no host memory, no slow default init), materialized
+with `to_empty` on the target device and filled with a cheap seeded init; under torchrun each
+rank builds only its tensor-parallel shards, on its GPU. Random weights make attention near uniform, so
 which blocks a slim prefill keeps is arbitrary; every number from these models is a speed
 number and says so.
 
@@ -149,9 +149,9 @@ def build_random_model(name: str, *, device: str = "auto", dtype: str = "auto", 
 def _sharded_random_model(config: PretrainedConfig, dtype: torch.dtype, seed: int) -> PreTrainedModel:
     """This rank's tensor-parallel shard of a random model, built by transformers' own loading
     from an empty state dict: it places each rank's shards directly on its GPU and fills them
-    with the model's init (normal, std `initializer_range` = `INIT_STD`; norms 1), so a 70B model
-    is never materialized whole. Every matrix is sharded, and the norms are constant, so the ranks'
-    different random shards still make one consistent model."""
+    with the model's init (normal, std `initializer_range` = `INIT_STD`; norms 1), so a 70B
+    model is never materialized whole. DTensor's RNG draws each shard as its part of one global
+    random matrix, and the only replicated weights (the norms) are constant."""
     parallel.check_model_split(config)
     torch.manual_seed(seed)
     model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]

@@ -2,7 +2,8 @@
 
 Each subcommand module exposes `add_parser(subparsers)` and `run(args) -> int`. Modules are
 imported lazily so `sliminfer info` does not pay for the server's or the plotter's imports.
-`--tp N` (generate, bench; serve refuses it) relaunches the same command under torchrun on N tensor-parallel ranks.
+`--tp N` (generate, bench; serve refuses it) relaunches the same command under torchrun on N
+tensor-parallel ranks.
 """
 
 from __future__ import annotations
