@@ -62,7 +62,10 @@ class SamplingParams:
 
 @dataclass
 class GenerationResult:
-    """Everything one generation produced and measured (`to_dict` is the `--json` output)."""
+    """Everything one generation produced and measured (`to_dict` is the `--json` output).
+
+    Under tensor parallelism `kv_cache_bytes` counts the KV of every rank, `kv` this rank's.
+    """
 
     text: str
     token_ids: list[int]
