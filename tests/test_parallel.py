@@ -1,70 +1,101 @@
-"""Tensor parallelism on CPU: 2 ranks (gloo, transformers' `tp_plan`) keep exactly the positions
-and produce exactly the tokens of 1 process; bad `--tp` values are one-line errors."""
+"""Tensor parallelism on CPU: 2 gloo ranks give exactly the tokens and kept positions of 1 process;
+`--tp` refuses what cannot be split with one line and exit code 2; cross-rank head aggregation
+equals the single-process one."""
+
+from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from sliminfer.cli.main import main
-from sliminfer.errors import UserError
-from sliminfer.parallel import check_shardable, relaunch_with_torchrun
+from sliminfer import parallel
+from sliminfer.cli.main import main, without_tp
+from sliminfer.scoring import aggregate_heads
+from tiny import save_tiny_folder
 
-WORKER = Path(__file__).with_name("tp_worker.py")
+TESTS = Path(__file__).parent
+SRC = TESTS.parent / "src"
+TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """A 4-layer random Llama (4 heads, 2 KV heads) with the embedded model's tokenizer."""
-    from sliminfer.loading import _dequantized_folder, default_gguf_path
-
-    folder = tmp_path_factory.mktemp("tp") / "tiny"
-    tokenizer = AutoTokenizer.from_pretrained(_dequantized_folder(default_gguf_path()))
-    torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=8192)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+def tiny_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    save_tiny_folder(folder)
     return folder
 
 
-def run_worker(folder: Path, out: Path, method: str, ranks: int) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks)] if ranks > 1 else [sys.executable]
-    done = subprocess.run([*launcher, str(WORKER), str(folder), str(out), method], env=env, capture_output=True, text=True, timeout=600)
+def test_two_gloo_ranks_match_one_process(tiny_folder, tmp_path):
+    import tp_worker
+
+    out = tmp_path / "ranks.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]), "OMP_NUM_THREADS": "1"}
+    command = [*parallel.LAUNCHER, "--standalone", "--nproc-per-node=2", str(TESTS / "tp_worker.py"), str(tiny_folder), str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(Path(f"{out}-rank{r}.json").read_text()) for r in range(ranks)]
+    ranks = json.loads(out.read_text())
+    single = tp_worker.run(str(tiny_folder))
+    assert ranks[0] == ranks[1] == single
+    assert len(single["slim"]["kept"][-1]) < tp_worker.PROMPT_TOKENS  # the schedule really prunes
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["slim", "full"])
-def test_two_ranks_keep_the_positions_and_tokens_of_one(tiny_folder, tmp_path, method):
-    (one,) = run_worker(tiny_folder, tmp_path / "one", method, 1)
-    two = run_worker(tiny_folder, tmp_path / "two", method, 2)
-    assert [rank["tokens"] for rank in two] == [one["tokens"]] * 2
-    assert [rank["positions"] for rank in two] == [one["positions"]] * 2
-    if method == "slim":
-        assert [len(p) for p in one["positions"]] != [len(one["positions"][0])] * 4  # it pruned
+def _aggregate_worker(rank: int, port: int, per_head: torch.Tensor, out: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        heads = per_head.shape[1] // 2
+        mine = per_head[:, rank * heads : (rank + 1) * heads]
+        out[rank] = {how: parallel.aggregate_heads(mine, how, 3) for how in ("mean", "max", "topk")}
+    finally:
+        dist.destroy_process_group()
 
 
-def test_tp_must_divide_the_heads():
-    check_shardable(32, 8, 4)
-    with pytest.raises(UserError, match="--tp 3: must divide the model's 32 attention heads and 8 KV heads"):
-        check_shardable(32, 8, 3)
+def test_cross_rank_head_aggregation_equals_one_process():
+    per_head = torch.rand(2, 8, 13, generator=torch.Generator().manual_seed(0))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_aggregate_worker, args=(port, per_head, out), nprocs=2, join=True)
+        results = dict(out)
+    for rank in (0, 1):
+        for how, got in results[rank].items():
+            torch.testing.assert_close(got, aggregate_heads(per_head, how, 3))
 
 
-def test_tp_larger_than_the_gpus_is_refused(monkeypatch):
+def _one_error_line(capsys, *argv) -> str:
+    code = main(list(argv))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def test_tp_not_dividing_the_kv_heads(capsys, tiny_folder):
+    line = _one_error_line(capsys, "generate", "--model", str(tiny_folder), "--prompt", "t5 t6", "--tp", "3")
+    assert "--tp 3: must divide the model's 4 attention heads and 2 KV heads" in line
+
+
+def test_tp_more_than_the_gpus(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(UserError, match="--tp 2: only 1 GPU"):
-        relaunch_with_torchrun(2, "auto", ["generate"])
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    line = _one_error_line(capsys, "bench", "--model", "llama-3.1-70b", "--tp", "4", "--out", "unused")
+    assert "--tp 4: only 2 GPU(s) visible on this machine" in line
 
 
-def test_tp_outside_generate_is_a_one_line_error(capsys, tmp_path):
-    assert main(["bench", "--tp", "2", "--out", str(tmp_path)]) == 2
-    assert "only ['generate'] run tensor-parallel" in capsys.readouterr().err
+def test_serve_refuses_tensor_parallelism(capsys, monkeypatch):
+    line = _one_error_line(capsys, "serve", "--model", "unused", "--tp", "2")
+    assert "serve does not run tensor-parallel yet" in line
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert "serve does not run tensor-parallel yet" in _one_error_line(capsys, "serve", "--model", "unused")
+
+
+def test_without_tp():
+    assert without_tp(["bench", "--tp", "2", "--model", "m", "--tp=4", "--out", "o"]) == ["bench", "--model", "m", "--out", "o"]

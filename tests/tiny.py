@@ -154,3 +154,15 @@ def reference_step(model, token, position, cache, allowed):
     finally:
         model.set_attn_implementation(previous)
     return parts.last_logits(hidden)
+
+
+def save_tiny_folder(path) -> None:
+    """`build_tiny("llama")` as a local HF folder with a word-level tokenizer ("t0".."t255" are
+    the ids), so `load_model` (and transformers' tensor-parallel loading) can read it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    build_tiny("llama").save_pretrained(path)
+    words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(256)}, unk_token="t0"))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="t0", eos_token="t2").save_pretrained(path)

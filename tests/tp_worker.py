@@ -1,30 +1,54 @@
-"""Run by tests/test_parallel.py, alone or under torchrun: one slim prefill and one greedy
-generation on FOLDER; every rank writes its kept positions and tokens to OUT-rank<r>.json."""
+"""One rank of the tensor-parallel equivalence test (`test_parallel.py`): greedy tokens and kept
+positions of every method on a tiny model folder. Run as a script under torchrun; rank 0 writes
+every rank's results as JSON. With one process, `run` is the single-process reference."""
+
+from __future__ import annotations
 
 import json
-import os
 import sys
 
 import torch
+import torch.distributed as dist
 
+from sliminfer import parallel
 from sliminfer.attention import use_sliminfer_attention
 from sliminfer.cache import SlimCache
-from sliminfer.config import SlimConfig
 from sliminfer.generate import SamplingParams, generate
 from sliminfer.loading import load_model
 from sliminfer.prefill import slim_prefill
+from tiny import TINY_SLIM, random_ids
 
-folder, out, method = sys.argv[1:4]
-config = SlimConfig(preserve_layers=1, block_size=16, unit_size=4, keep_schedule=((1, 0.5), (3, 0.25)), window=8,
-                    min_prompt_tokens=0, min_keep_tokens=0, head_aggregation="topk")
-loaded = load_model(folder, device="cpu")
-prompt = " ".join(f"word{i % 97} city{i % 13}" for i in range(400))
-ids = torch.tensor([loaded.tokenizer(prompt)["input_ids"]])
-positions = []
-if method == "slim":
-    cache = SlimCache(loaded.model.config.num_hidden_layers)
-    with torch.inference_mode(), use_sliminfer_attention(loaded.model):
-        positions = [p[0].tolist() for p in slim_prefill(loaded.model, ids, cache, config).kept_positions]
-result = generate(loaded, prompt, method=method, config=config, sampling=SamplingParams(max_new_tokens=8, ignore_eos=True))
-with open(f"{out}-rank{os.environ.get('RANK', '0')}.json", "w") as handle:
-    json.dump({"tokens": result.token_ids, "positions": positions}, handle)
+PROMPT_TOKENS, NEW_TOKENS = 300, 12
+CONFIGS = {
+    "full": None,
+    "slim": TINY_SLIM,
+    "slim-max": TINY_SLIM.with_overrides(["head_aggregation=max"]),
+    "slim-topk": TINY_SLIM.with_overrides(["head_aggregation=topk"]),
+    "slim-decode-budget": TINY_SLIM.with_overrides(["decode_budget=0.5"]),
+}
+
+
+def run(folder: str) -> dict:
+    """Per config: the greedy tokens of `generate` and the kept positions per layer of its prefill."""
+    loaded = load_model(folder)
+    ids = random_ids(PROMPT_TOKENS, seed=5)
+    results = {}
+    for name, config in CONFIGS.items():
+        sampling = SamplingParams(max_new_tokens=NEW_TOKENS, ignore_eos=True)
+        method = "full" if config is None else "slim"
+        tokens = generate(loaded, ids[0].tolist(), method=method, config=config or TINY_SLIM, sampling=sampling).token_ids
+        with torch.inference_mode(), use_sliminfer_attention(loaded.model):
+            prefill = slim_prefill(loaded.model, ids, SlimCache(4), config)
+        results[name] = {"tokens": tokens, "kept": [p[0].tolist() for p in prefill.kept_positions]}
+    return results
+
+
+if __name__ == "__main__":
+    parallel.init_process_group()
+    mine = run(sys.argv[1])
+    every = [None] * parallel.world_size()
+    dist.all_gather_object(every, mine)
+    if parallel.is_main():
+        with open(sys.argv[2], "w", encoding="utf-8") as handle:
+            json.dump(every, handle)
+    dist.destroy_process_group()

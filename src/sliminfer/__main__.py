@@ -1,4 +1,4 @@
-"""`python -m sliminfer` (what `torchrun -m sliminfer` and `--tp N` run)."""
+"""`python -m sliminfer` (what `torchrun -m sliminfer` runs on each rank): the CLI."""
 
 import sys
 

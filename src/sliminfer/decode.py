@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from . import parallel
 from .cache import SlimCache
 from .config import SlimConfig
 from .decode_graph import WARMUP_STEPS, GraphedDecoder
@@ -47,7 +48,8 @@ def prepare_manager(
     if config is None or not prunes(config, prompt_tokens) or not uses_manager(config):
         return None
     shape = ModelShape.from_hf_config(loaded.model.config)
-    block_shape = (shape.kv_heads, config.block_size, shape.head_dim)
+    # Under tensor parallelism each rank stores only its share of the KV heads.
+    block_shape = (shape.kv_heads // parallel.world_size(), config.block_size, shape.head_dim)
     return OffloadManager.prepare(
         config, prompt_tokens, shape.layers, block_shape, loaded.model.dtype, loaded.device, reserve_tokens
     )

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import transformers
 
-from . import __version__
+from . import __version__, parallel
 
 
 def device_name(device: torch.device | str) -> str:
@@ -33,13 +33,16 @@ def git_revision() -> str | None:
 
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Versions, device, date and git revision as a JSON-ready dict."""
+    """Versions, device, date and git revision as a JSON-ready dict. Under tensor parallelism
+    `tp` is the number of ranks and the device reads e.g. '2 x NVIDIA H200'."""
+    tp = parallel.world_size()
     return {
         "sliminfer": __version__,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "device": device_name(device),
+        "device": device_name(device) if tp == 1 else f"{tp} x {device_name(device)}",
+        "tp": tp,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git": git_revision(),
     }

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from . import parallel
 from .attention import use_sliminfer_attention
 from .cache import SlimCache
 from .config import SlimConfig
@@ -26,7 +27,6 @@ from .loading import LoadedModel
 from .methods import GENERATE_KINDS
 from .metrics import KVStats
 from .models import model_parts
-from .parallel import tp_size
 from .prefill import PrefillResult, slim_prefill
 from .sampling import sample_next_token
 from .streaming import TextStream
@@ -62,7 +62,10 @@ class SamplingParams:
 
 @dataclass
 class GenerationResult:
-    """Everything one generation produced and measured (`to_dict` is the `--json` output)."""
+    """Everything one generation produced and measured (`to_dict` is the `--json` output).
+
+    Under tensor parallelism `kv_cache_bytes` counts the KV of every rank, `kv` this rank's.
+    """
 
     text: str
     token_ids: list[int]
@@ -151,7 +154,7 @@ def generate(
     stop = StopRule(set() if sampling.ignore_eos else _eos_ids(loaded), stream, budget, should_stop)
     with torch.inference_mode(), use_sliminfer_attention(loaded.model):
         # A captured step would replay the collectives of a sharded layer: eager under TP.
-        graphs = config.cuda_graph_decode and tp_size() == 1
+        graphs = config.cuda_graph_decode and parallel.world_size() == 1
         run = _run(loaded, prompt_ids, slim_config, graphs, sampling, stop)
     decode_tokens = max(len(run.new_ids) - 1, 1)
     return GenerationResult(
@@ -224,7 +227,8 @@ def _run(
     """Prefill, then sample and decode until `stop` says why it ends; times TTFT and total."""
     device = loaded.device
     parts = model_parts(loaded.model)
-    generator = None if sampling.seed is None else torch.Generator(device=device).manual_seed(sampling.seed)
+    seed = parallel.shared_seed(sampling.seed)
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
     cache = SlimCache(parts.num_layers, reserve_tokens=stop.budget)
     manager = prepare_manager(loaded, slim_config, len(prompt_ids), stop.budget)
     start = _now(device)
@@ -244,7 +248,9 @@ def _run(
     stop.stream.close()
     total_s = _now(device) - start
     kv = decoder.finish()
-    return _Run(prefill, stop.new_ids, finish_reason, ttft_s, total_s, kv, cache.kv_bytes())
+    # Each tensor-parallel rank stores its share of the KV heads; report the model's whole cache.
+    kv_cache_bytes = cache.kv_bytes() * parallel.world_size()
+    return _Run(prefill, stop.new_ids, finish_reason, ttft_s, total_s, kv, kv_cache_bytes)
 
 
 def context_limit_detail(prompt_tokens: int, new_tokens: int, budget: int, asked: int, finish_reason: str) -> str | None:

@@ -22,14 +22,15 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from . import parallel
 from .config import SlimConfig, preset_for
 from .errors import ModelNotFoundError, UserError
 from .models import check_supported, max_context
-from .parallel import check_shardable, sharding_kwargs, tp_size
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,15 @@ class LoadedModel:
 
 
 def resolve_device(device: str) -> torch.device:
-    """`auto` -> CUDA if available else CPU; otherwise the named device (validated)."""
+    """`auto` -> CUDA if available else CPU; otherwise the named device (validated).
+
+    Under torchrun the device is this rank's (`parallel.init_process_group`): `auto` or its type.
+    """
+    if parallel.launched():
+        rank_device = parallel.init_process_group()
+        if device not in ("auto", rank_device.type, str(rank_device)):
+            raise UserError(f"device={device!r}: under tensor parallelism each rank runs on {rank_device.type}")
+        return rank_device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -77,27 +86,19 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load `source` ('default', a HF folder or a .gguf file) for inference on `device`.
 
-    Under `torchrun` (WORLD_SIZE > 1) transformers shards the model over the ranks
-    (`tp_plan="auto"`), each rank on its own GPU (LOCAL_RANK) or on the CPU.
+    Under torchrun transformers shards it over the ranks (`parallel.from_pretrained_kwargs`).
     """
     torch_device = resolve_device(device)
-    ranks = tp_size()
-    if ranks > 1 and torch_device.type == "cuda":
-        torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(torch_device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     folder = _hf_folder(source)
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     check_supported(config)
+    parallel.check_model_split(config)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    sharding: dict = {}
-    if ranks > 1:
-        check_shardable(config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads, ranks)
-        sharding = sharding_kwargs()
     model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True, **sharding
+        folder, dtype=torch_dtype, attn_implementation="sdpa", local_files_only=True, **parallel.from_pretrained_kwargs()
     )
-    if ranks == 1:
+    if not parallel.launched():
         model.to(torch_device)
     model.eval()
     return LoadedModel(
@@ -108,6 +109,13 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
         device=torch_device,
         default_config=preset_for(config.model_type, config.num_hidden_layers, config.hidden_size),
     )
+
+
+def load_config(source: str) -> PretrainedConfig:
+    """The transformers config of `source` ('default', a HF folder or a .gguf file), checked."""
+    config = AutoConfig.from_pretrained(_hf_folder(source), local_files_only=True)
+    check_supported(config)
+    return config
 
 
 def default_gguf_path() -> Path:
@@ -147,9 +155,9 @@ def _hf_folder(source: str) -> Path:
 def _dequantized_folder(gguf: Path) -> Path:
     """Convert `gguf` to a safetensors folder once; later calls return the cached folder.
 
-    Several processes may convert the same file at once (e.g. one eval process per method):
-    each writes its own partial folder and renames it into place; the first rename wins and the
-    others drop their copy.
+    Several processes may convert the same file at once (e.g. one eval process per method, or
+    the ranks of a tensor-parallel run): each writes its own partial folder and renames it into
+    place; the first rename wins and the others drop their copy.
     """
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]

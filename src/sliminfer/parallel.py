@@ -1,83 +1,151 @@
-"""Tensor parallelism through transformers: who the ranks are, and the one collective slim adds.
+"""Tensor parallelism over processes: transformers shards the model, this module keeps ranks in step.
 
-Under `torchrun`, `load_model` asks transformers to shard the stock model (`tp_plan="auto"`:
-NCCL on CUDA, gloo on CPU); each rank then holds a slice of every layer's attention heads and
-runs our prefill loop on it. Everything slim decides from the hidden states (which blocks a cut
-keeps, which blocks a decode step attends to) must be the same on every rank, yet each rank's
-attention sees only its own heads. So the per-head window scores are gathered across ranks
-(`gather_heads`, a few MB at 128k) before they are aggregated: every rank then ranks the same
-scores and keeps the same positions. Greedy tokens agree because the logits are replicated.
+Under `torchrun --nproc-per-node N -m sliminfer ...` (or `sliminfer ... --tp N`, which launches
+exactly that) every process is one tensor-parallel rank of one model. transformers
+(`DistributedConfig(tp_plan="auto")`) splits each attention layer's heads and each MLP's columns
+over the ranks and all-reduces their outputs, so hidden states and logits are replicated on
+every rank and our loop keeps calling the stock decoder layers. What sliminfer adds is that
+every rank takes the same decisions:
+- unit scores: each rank's attention sees only its own query heads, so the head aggregation
+  is reduced across ranks (`aggregate_heads`) before any block is chosen; every rank then keeps
+  and gathers the same positions, in prefill and in decode-time selection;
+- sampling: every rank draws with the same seed from the same logits (`shared_seed`);
+- I/O: rank 0 reads the prompt and prints; the others get its inputs by `broadcast`.
+
+sliminfer runs tensor parallelism only, so the world group is the tensor-parallel group.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import shutil
-import subprocess
+import random
 import sys
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from transformers import DistributedConfig
 
 from .errors import UserError
+from .models import ModelShape
+from .scoring import aggregate_heads as aggregate_local_heads
+
+LAUNCHER = [sys.executable, "-m", "torch.distributed.run"]
+"""`torchrun`, through the running interpreter (the `torchrun` script may not be on PATH)."""
 
 
-def tp_size() -> int:
-    """Ranks the model is sharded over: torchrun's WORLD_SIZE (1 outside torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (`WORLD_SIZE` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_distributed() -> bool:
+    """Whether a process group of more than one rank is up."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
 
 
 def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank (torchrun's `RANK` before the process group is up; 0 without torchrun)."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched() else 0
 
 
 def is_main() -> bool:
-    """Whether this process does the I/O (rank 0; the only process without torchrun)."""
+    """Rank 0, the process that reads inputs and writes results (True without parallelism)."""
     return rank() == 0
 
 
-def sharding_kwargs() -> dict:
-    """`from_pretrained` keywords that shard the model over the ranks: transformers >= 5.18
-    takes `distributed_config=DistributedConfig(tp_plan="auto")`, older ones `tp_plan="auto"`."""
-    try:
-        from transformers import DistributedConfig
-    except ImportError:
-        return {"tp_plan": "auto"}
-    if "tp_plan" not in inspect.signature(DistributedConfig).parameters:
-        return {"tp_plan": "auto"}
-    return {"distributed_config": DistributedConfig(tp_plan="auto")}
+def init_process_group() -> torch.device:
+    """Join torchrun's process group (NCCL on CUDA, gloo on CPU) once; returns this rank's device.
+
+    On CUDA each rank takes GPU `LOCAL_RANK`, as transformers' tensor-parallel loading expects.
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            device_id=device if device.type == "cuda" else None,
+        )
+    return device
 
 
-def gather_heads(per_head: torch.Tensor) -> torch.Tensor:
-    """`[batch, local_heads, n_units]` -> `[batch, heads, n_units]`, ranks' heads in rank order
-    (transformers' column-wise shard gives rank r the r-th contiguous slice of heads)."""
-    if tp_size() == 1 or not dist.is_initialized():
-        return per_head
-    parts = [torch.empty_like(per_head) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, per_head.contiguous())
-    return torch.cat(parts, dim=1)
-
-
-def check_shardable(heads: int, kv_heads: int, size: int) -> None:
-    """One clear error when `size` ranks cannot split the model's heads evenly."""
-    if heads % size or kv_heads % size:
+def check_tp(tp: int, heads: int, kv_heads: int, gpus: int | None) -> None:
+    """Raise `UserError` unless `tp` ranks can split the model: at most the `gpus` there are
+    (None: on CPU, any number of gloo ranks) and dividing the attention and the KV heads."""
+    if tp < 1:
+        raise UserError(f"--tp {tp}: must be >= 1")
+    if gpus is not None and tp > gpus:
+        raise UserError(f"--tp {tp}: only {gpus} GPU(s) visible on this machine")
+    if heads % tp or kv_heads % tp:
         raise UserError(
-            f"--tp {size}: must divide the model's {heads} attention heads and {kv_heads} KV heads"
+            f"--tp {tp}: must divide the model's {heads} attention heads and {kv_heads} KV heads"
         )
 
 
-def relaunch_with_torchrun(size: int, device: str, argv: list[str]) -> int:
-    """`--tp N` outside torchrun: run the same command as `torchrun --nproc-per-node N -m sliminfer`.
+def check_model_split(config: Any) -> None:
+    """`check_tp` for the running world size and a transformers `config` (no-op without parallelism)."""
+    if not launched():
+        return
+    shape = ModelShape.from_hf_config(config)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else None
+    check_tp(int(os.environ["WORLD_SIZE"]), shape.heads, shape.kv_heads, gpus)
 
-    Refuses more ranks than GPUs when the command runs on CUDA (on CPU the ranks use gloo).
+
+def from_pretrained_kwargs() -> dict[str, Any]:
+    """What `from_pretrained` needs to shard the model over torchrun's ranks (nothing without)."""
+    if not launched():
+        return {}
+    return {"distributed_config": DistributedConfig(tp_plan="auto", tp_size=int(os.environ["WORLD_SIZE"]))}
+
+
+def launch_command(tp: int, argv: list[str]) -> list[str]:
+    """The torchrun command that runs `sliminfer ARGV` (without `--tp`) on `tp` local ranks."""
+    return [*LAUNCHER, "--standalone", f"--nproc-per-node={tp}", "-m", "sliminfer", *argv]
+
+
+def aggregate_heads(per_head: torch.Tensor, how: str, topk: int = 2) -> torch.Tensor:
+    """`scoring.aggregate_heads` over the heads of every rank: `[batch, local_heads, n_units]` ->
+    `[batch, n_units]`, identical on all ranks.
+
+    transformers gives rank r the r-th contiguous slice of the query heads, so the ranks' heads
+    together are the model's. `mean` all-reduces per-rank sums and `max` per-rank maxima (a few
+    KB); `topk` needs every head's score per unit, so it all-gathers them.
     """
-    if size < 1:
-        raise UserError(f"--tp {size}: must be >= 1")
-    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if on_cuda and size > torch.cuda.device_count():
-        raise UserError(f"--tp {size}: only {torch.cuda.device_count()} GPU(s) here")
-    torchrun = shutil.which("torchrun")
-    command = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
-    command += ["--nproc-per-node", str(size), "-m", "sliminfer", *argv]
-    return subprocess.call(command)
+    if not is_distributed():
+        return aggregate_local_heads(per_head, how, topk)
+    if how == "mean":
+        total = per_head.sum(1)
+        dist.all_reduce(total)
+        return total / (per_head.shape[1] * world_size())
+    if how == "max":
+        best = per_head.amax(1)
+        dist.all_reduce(best, op=dist.ReduceOp.MAX)
+        return best
+    parts = [torch.empty_like(per_head) for _ in range(world_size())]
+    dist.all_gather(parts, per_head.contiguous())
+    return aggregate_local_heads(torch.cat(parts, dim=1), how, topk)
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's `value` on every rank (any picklable object; the value itself without parallelism)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shared_seed(seed: int | None) -> int | None:
+    """A sampling seed every rank shares: `seed`, or one rank 0 draws (None without parallelism,
+    where the global generator is used as before)."""
+    if not is_distributed():
+        return seed
+    return broadcast(seed if seed is not None else random.getrandbits(63))

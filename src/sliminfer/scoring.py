@@ -11,6 +11,7 @@ kept, so in any compacted sequence the i-th block occupies tokens `[i*block_size
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,21 +30,14 @@ def window_unit_scores(
     scaling: float,
     head_aggregation: str = "mean",
     head_topk: int = 2,
+    aggregate: Callable[[torch.Tensor, str, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """`window_head_scores` aggregated over heads (`aggregate_heads`): `[batch, n_units]`."""
-    per_head = window_head_scores(queries, keys, unit_size=unit_size, pooling=pooling, scaling=scaling)
-    return aggregate_heads(per_head, head_aggregation, head_topk)
-
-
-def window_head_scores(
-    queries: torch.Tensor, keys: torch.Tensor, *, unit_size: int, pooling: str, scaling: float
-) -> torch.Tensor:
-    """How much the last queries attend to each token unit, per query head.
+    """How much the last queries attend to each token unit, aggregated over queries and heads.
 
     Hidden-state pruning drops a token for every head at once, so the score must be
-    head-agnostic: per head and query we take softmax attention over units (or tokens) and
-    average over the window queries; `aggregate_heads` then combines the query heads (each KV
-    group's heads included), after a tensor-parallel run has gathered them from every rank.
+    head-agnostic: per head and query we take softmax attention over units (or tokens), average
+    over the window queries, then combine the query heads (each KV group's heads included) by
+    `aggregate_heads`.
 
     Args:
         queries: `[batch, heads, window, head_dim]`, RoPE'd at their true positions; they are
@@ -53,10 +47,13 @@ def window_head_scores(
         pooling: `key_mean` (softmax over one mean key per unit, as in the paper),
             `score_max` / `score_mean` (softmax over tokens, pooled per unit).
         scaling: the attention scale, usually `head_dim ** -0.5`.
+        head_aggregation, head_topk: see `aggregate_heads`.
+        aggregate: what combines the heads (default `aggregate_heads`); under tensor parallelism
+            `parallel.aggregate_heads`, which combines the heads of every rank.
 
     Returns:
-        `[batch, heads, ceil(n / unit_size)]` float32 scores; per head they sum to 1 over units
-        for `key_mean` and `score_mean * unit_size` semantics otherwise (only the ranking matters).
+        `[batch, ceil(n / unit_size)]` float32 scores; they sum to 1 over units for
+        `key_mean` and `score_mean * unit_size` semantics otherwise (only the ranking matters).
     """
     batch, heads, window, head_dim = queries.shape
     kv_heads, n = keys.shape[1], keys.shape[2]
@@ -80,7 +77,8 @@ def window_head_scores(
         token_probs = _pad_tokens(logits.softmax(-1), n_units * unit_size, dim=-1)
         per_unit = token_probs.view(batch, kv_heads, groups * window, n_units, unit_size)
         unit_probs = per_unit.amax(-1) if pooling == "score_max" else per_unit.sum(-1)
-    return unit_probs.view(batch, kv_heads, groups, window, n_units).mean(3).view(batch, heads, n_units)
+    per_head = unit_probs.view(batch, kv_heads, groups, window, n_units).mean(3).view(batch, heads, n_units)
+    return (aggregate or aggregate_heads)(per_head, head_aggregation, head_topk)
 
 
 def aggregate_heads(per_head: torch.Tensor, how: str, topk: int = 2) -> torch.Tensor:

@@ -4,7 +4,10 @@ HF's attention modules project q/k/v, apply RoPE, update the cache and then call
 function; it is the only place that sees RoPE'd queries and keys together, so it is where the
 window queries score the token units (only at the layers `ForwardState.score_layers` names) and
 where a prefill goes block-sparse (the layers `ForwardState.sparse_layers` names; the scores
-read the queries and keys, not the attention output, so sparsity leaves them exact).
+read the queries and keys, not the attention output, so sparsity leaves them exact). Under
+tensor parallelism it sees this rank's heads only; `parallel.aggregate_heads` combines the
+heads of every rank, so all ranks record the same scores (a sparse pattern is per head, so
+each rank's own heads choose their own blocks).
 Importing this module registers the key and patches nothing else.
 """
 
@@ -16,8 +19,8 @@ from collections.abc import Iterator
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 
-from ..parallel import gather_heads
-from ..scoring import aggregate_heads, window_head_scores
+from .. import parallel
+from ..scoring import window_unit_scores
 from ..state import ForwardState
 from .sdpa import causal_attention, single_query_attention
 from .sparse import block_pattern, key_block_profile, pattern_share, sparse_causal_attention
@@ -46,11 +49,16 @@ def sliminfer_attention(
     if slim is not None and module.layer_idx in slim.score_layers:
         window = min(slim.window, query.shape[2])
         scored = slim.score_keys.get(module.layer_idx, key.shape[2])
-        per_head = window_head_scores(
-            query[:, :, -window:], key[:, :, :scored], unit_size=slim.unit_size, pooling=slim.unit_pooling, scaling=scale
+        slim.unit_scores[module.layer_idx] = window_unit_scores(
+            query[:, :, -window:],
+            key[:, :, :scored],
+            unit_size=slim.unit_size,
+            pooling=slim.unit_pooling,
+            scaling=scale,
+            head_aggregation=slim.head_aggregation,
+            head_topk=slim.head_topk,
+            aggregate=parallel.aggregate_heads,
         )
-        # Under tensor parallelism this rank holds some heads; every rank must rank all of them.
-        slim.unit_scores[module.layer_idx] = aggregate_heads(gather_heads(per_head), slim.head_aggregation, slim.head_topk)
     if slim is not None and module.layer_idx in slim.sparse_layers and 1 < query.shape[2] == key.shape[2]:
         profile = key_block_profile(query, key, scale)
         pattern = block_pattern(profile, slim.sparse_mode, slim.sparse_density, slim.sparse_mass)

@@ -1,9 +1,10 @@
 """Public architectures with random weights, built directly on the device: speed figures only.
 
-Llama-3.1-8B and Qwen2.5-7B weights cannot be had offline, but their prefill and decode cost
-depends only on their shapes, which are public (each model's `config.json`). The model is created on the meta
-device (no host memory, no slow default init), materialized with `to_empty` on the target
-device and filled with a cheap seeded init. Random weights make attention near uniform, so
+Llama-3.1-8B, Llama-3.1-70B and Qwen2.5-7B weights cannot be had offline, but their prefill
+and decode cost depends only on their shapes, which are public (each model's `config.json`).
+The model is created on the meta device (no host memory, no slow default init), materialized
+with `to_empty` on the target device and filled with a cheap seeded init; under torchrun each
+rank builds only its tensor-parallel shards, on its GPU. Random weights make attention near uniform, so
 which blocks a slim prefill keeps is arbitrary; every number from these models is a speed
 number and says so.
 
@@ -15,8 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, Qwen2Config
+from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, PreTrainedModel, Qwen2Config
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+from transformers.utils import logging as hf_logging
 
+from .. import parallel
 from ..config import preset_for
 from ..loading import LoadedModel, resolve_device, resolve_dtype
 from ..models import check_supported
@@ -68,6 +72,15 @@ QWEN2_5_7B: dict[str, Any] = dict(
     tie_word_embeddings=False,
 )
 
+LLAMA_3_1_70B: dict[str, Any] = dict(
+    LLAMA_3_1_8B,
+    hidden_size=8192,
+    num_hidden_layers=80,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    intermediate_size=28672,
+)
+
 TINY_LLAMA: dict[str, Any] = dict(
     hidden_size=64,
     num_hidden_layers=4,
@@ -83,6 +96,7 @@ TINY_LLAMA: dict[str, Any] = dict(
 
 ARCHITECTURES: dict[str, tuple[type[PretrainedConfig], dict[str, Any]]] = {
     "llama-3.1-8b": (LlamaConfig, LLAMA_3_1_8B),
+    "llama-3.1-70b": (LlamaConfig, LLAMA_3_1_70B),
     "qwen2.5-7b": (Qwen2Config, QWEN2_5_7B),
     "tiny-llama": (LlamaConfig, TINY_LLAMA),
 }
@@ -112,12 +126,15 @@ def build_random_model(name: str, *, device: str = "auto", dtype: str = "auto", 
     torch_dtype = resolve_dtype(dtype, torch_device)
     config = random_config(name)
     check_supported(config)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation="sdpa")
-    model.to_empty(device=torch_device)
-    init_random_weights(model, seed)
-    # `to_empty` leaves the rotary buffers (inv_freq, computed at construction) uninitialized.
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config).to(torch_device)
+    if parallel.launched():
+        model = _sharded_random_model(config, torch_dtype, seed)
+    else:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation="sdpa")
+        model.to_empty(device=torch_device)
+        init_random_weights(model, seed)
+        # `to_empty` leaves the rotary buffers (inv_freq, computed at construction) uninitialized.
+        model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config).to(torch_device)
     model.eval()
     return LoadedModel(
         model=model,
@@ -127,6 +144,25 @@ def build_random_model(name: str, *, device: str = "auto", dtype: str = "auto", 
         device=torch_device,
         default_config=preset_for(config.model_type, config.num_hidden_layers, config.hidden_size),
     )
+
+
+def _sharded_random_model(config: PretrainedConfig, dtype: torch.dtype, seed: int) -> PreTrainedModel:
+    """This rank's tensor-parallel shard of a random model, built by transformers' own loading
+    from an empty state dict: it places each rank's shards directly on its GPU and fills them
+    with the model's init (normal, std `initializer_range` = `INIT_STD`; norms 1), so a 70B
+    model is never materialized whole. DTensor's RNG draws each shard as its part of one global
+    random matrix, and the only replicated weights (the norms) are constant."""
+    parallel.check_model_split(config)
+    torch.manual_seed(seed)
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # no report listing every weight as "missing": that is the point
+    try:
+        return model_class.from_pretrained(
+            None, config=config, state_dict={}, dtype=dtype, attn_implementation="sdpa", **parallel.from_pretrained_kwargs()
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 @torch.no_grad()

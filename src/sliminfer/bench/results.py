@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import parallel
 from ..errors import UserError
 from ..methods import KINDS, kind_of
 from ..models import ModelShape
@@ -74,8 +75,10 @@ class BenchResults:
         self.save()
 
     def save(self) -> None:
+        """Write results.json (rank 0 only under tensor parallelism: the ranks hold the same data)."""
         self.data["rows"] = self.rows()
-        write_json(self.path, self.data)
+        if parallel.is_main():
+            write_json(self.path, self.data)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per measured cell, lengths ascending, then methods by kind (hf, full, slim) and label."""
@@ -118,7 +121,8 @@ class BenchResults:
         }
         light = self.data.get("speed_of_light")
         if light:
-            row["ttft_floor_s"] = flop_floor_s(flops, light["matmul_tflops"] * 1e12)
+            devices = (self.data.get("environment") or {}).get("tp", 1)
+            row["ttft_floor_s"] = flop_floor_s(flops, devices * light["matmul_tflops"] * 1e12)
             row["ttft_over_floor"] = ttft.median / row["ttft_floor_s"]
         hf = self.data["cells"].get(cell_key(length, "hf"))
         if hf and hf["samples"]:
@@ -127,7 +131,9 @@ class BenchResults:
         return row
 
     def write_views(self, title: str) -> list[str]:
-        """Write table.md and the TTFT / speedup PNGs; returns the paths written."""
+        """Write table.md and the TTFT / speedup PNGs (rank 0 only); returns the paths written."""
+        if not parallel.is_main():
+            return []
         rows = self.rows()
         table_path = os.path.join(self.out_dir, "table.md")
         with open(table_path, "w", encoding="utf-8") as handle:
@@ -212,9 +218,10 @@ def render_table(rows: list[dict[str, Any]], title: str, data: dict[str, Any]) -
 TABLE_LEGEND = """\
 Medians over the repeats. TTFT: time to the first new token; e2e: the whole call (prompt + all new
 tokens); decode ms/tok: (e2e - TTFT) / (new tokens - 1), all three from the same call, for hf too
-(one `model.generate`). x hf: hf's median over this row's, at the same length. A "-" is a number
-this run could not measure: peak GiB on CPU (no allocator statistics), TTFT floor and TTFT/floor
-without the speed-of-light measurement (CUDA only), x hf without an hf row at that length.
+(one `model.generate`). x hf: hf's median over this row's, at the same length. Under tensor
+parallelism (device "N x ...") the TTFT floor counts the matmul rate of all N GPUs. A "-" is a
+number this run could not measure: peak GiB on CPU (no allocator statistics), TTFT floor and
+TTFT/floor without the speed-of-light measurement (CUDA only), x hf without an hf row at that length.
 """
 
 

@@ -6,10 +6,18 @@ import argparse
 import os
 import sys
 
-from .options import add_config_options, add_model_options, parse_lengths, resolve_config, spelled_command
+from .. import parallel
+from .options import (
+    add_config_options,
+    add_model_options,
+    add_parallel_options,
+    parse_lengths,
+    resolve_config,
+    spelled_command,
+)
 
 EPILOG = """\
---model also takes llama-3.1-8b or qwen2.5-7b: the public architecture with random weights,
+--model also takes llama-3.1-8b, llama-3.1-70b or qwen2.5-7b: the public architecture with random weights,
 built on the device (speed figures only; every row says so).
 
 Methods: hf = plain transformers model.generate with SDPA (no sliminfer code), full = sliminfer
@@ -18,7 +26,8 @@ overrides on top (as in `sliminfer eval --methods`), e.g. --methods "hf,slim,sli
 They alternate call by call.
 
 Results go to OUT/results.json (raw samples, config, versions, device), OUT/table.md and
-OUT/ttft.png, OUT/speedup.png. Every call is saved at once; rerunning the same command skips
+OUT/ttft.png, OUT/speedup.png. With --tp N (or under torchrun) the model is sharded over N GPUs,
+rank 0 writes the results and the device column reads "N x GPU". Every call is saved at once; rerunning the same command skips
 what is measured, so a long matrix can be split over several invocations (e.g. one per length).
 """
 
@@ -32,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_options(parser)
+    add_parallel_options(parser)
     parser.add_argument(
         "--lengths", default="1k,2k,4k", help="prompt lengths in tokens, k = 1024 (default 1k,2k,4k)"
     )
@@ -78,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
         spec,
         args.out,
         command=command_line(args),
-        progress=lambda total: tqdm(total=total, file=sys.stderr, unit="call", dynamic_ncols=True),
+        progress=lambda total: tqdm(
+            total=total, file=sys.stderr, unit="call", dynamic_ncols=True, disable=not parallel.is_main()
+        ),
     )
+    if not parallel.is_main():
+        return 0
     with open(os.path.join(args.out, "table.md"), encoding="utf-8") as handle:
         print(handle.read(), end="")
     print(f"\nresults: {results.path}")

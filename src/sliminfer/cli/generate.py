@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 
+from .. import parallel
 from ..errors import UserError
 from ..generate import SamplingParams, generate
 from ..loading import load_model
 from ..methods import GENERATE_KINDS
 from ..schedule import UNPRUNED_NOTE
-from .options import add_config_options, add_model_options, resolve_config
+from .options import add_config_options, add_model_options, add_parallel_options, resolve_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "generate", help="generate text for one prompt", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     add_model_options(parser)
+    add_parallel_options(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--prompt", help="prompt text (default: read stdin)")
     source.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE")
@@ -53,7 +55,8 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    prompt = read_prompt(args)
+    """Generate; under tensor parallelism rank 0 reads the prompt and prints, the others follow."""
+    prompt = parallel.broadcast(read_prompt(args) if parallel.is_main() else None)
     sampling = SamplingParams(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -64,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     )
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     config = resolve_config(args, loaded.default_config)
-    on_text = None if args.json else _print_now
+    on_text = None if args.json or not parallel.is_main() else _print_now
     result = generate(loaded, prompt, method=args.method, config=config, sampling=sampling, chat=args.chat, on_text=on_text)
+    if not parallel.is_main():
+        return 0
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

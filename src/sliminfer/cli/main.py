@@ -2,6 +2,8 @@
 
 Each subcommand module exposes `add_parser(subparsers)` and `run(args) -> int`. Modules are
 imported lazily so `sliminfer info` does not pay for the server's or the plotter's imports.
+`--tp N` (generate, bench; serve refuses it) relaunches the same command under torchrun on N
+tensor-parallel ranks.
 """
 
 from __future__ import annotations
@@ -9,15 +11,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
+import subprocess
 import sys
 
+import torch
 from transformers.utils import logging as hf_logging
 
+from .. import parallel
 from ..errors import UserError
-from ..parallel import is_main, relaunch_with_torchrun, tp_size
 
 SUBCOMMANDS = ("generate", "demo", "info", "bench", "eval", "calibrate", "serve")
+TENSOR_PARALLEL_SUBCOMMANDS = ("generate", "bench")
+"""The subcommands that run under torchrun, one tensor-parallel rank per process."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-TP_COMMANDS = ("generate",)
-"""Subcommands that run on a tensor-parallel model (rank 0 does the I/O, the others follow)."""
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
     args = parser.parse_args(argv)
     hf_logging.disable_progress_bar()
     logging.basicConfig(
@@ -46,40 +47,55 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        if getattr(args, "tp", 1) != 1 or tp_size() > 1:
-            return run_parallel(args, argv)
+        tp = getattr(args, "tp", None)
+        if (parallel.launched() or tp not in (None, 1)) and args.command not in TENSOR_PARALLEL_SUBCOMMANDS:
+            raise UserError(
+                f"{args.command} does not run tensor-parallel yet: only "
+                f"{' and '.join(TENSOR_PARALLEL_SUBCOMMANDS)} take --tp or run under torchrun"
+            )
+        if tp is not None and not parallel.launched():
+            return launch_tensor_parallel(args, argv)
+        if parallel.launched():
+            parallel.init_process_group()
         return args.run(args)
     except UserError as exc:
-        print(f"sliminfer {args.command}: error: {exc}", file=sys.stderr)
+        if parallel.is_main():
+            print(f"sliminfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if parallel.is_distributed():
+            torch.distributed.destroy_process_group()
 
 
-def run_parallel(args: argparse.Namespace, argv: list[str]) -> int:
-    """`--tp N` relaunches under torchrun; under torchrun, rank 0 alone writes to stdout."""
-    if args.command not in TP_COMMANDS:
-        raise UserError(f"--tp / torchrun: only {list(TP_COMMANDS)} run tensor-parallel so far")
-    if tp_size() == 1:
-        return relaunch_with_torchrun(args.tp, args.device, [a for a in _without_tp(argv)])
-    if args.tp not in (1, tp_size()):
-        raise UserError(f"--tp {args.tp}: torchrun started {tp_size()} ranks")
-    if not is_main():
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
-    return args.run(args)
+def launch_tensor_parallel(args: argparse.Namespace, argv: list[str]) -> int:
+    """`--tp N` outside torchrun: check N against this host's GPUs and the model's heads, then run
+    the same command without `--tp` under torchrun on N ranks; returns torchrun's exit code."""
+    from ..bench.random_models import is_random_architecture, random_config
+    from ..loading import load_config
+    from ..models import ModelShape
+
+    config = random_config(args.model) if is_random_architecture(args.model) else load_config(args.model)
+    shape = ModelShape.from_hf_config(config)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else None
+    parallel.check_tp(args.tp, shape.heads, shape.kv_heads, gpus)
+    if args.tp == 1:
+        return args.run(args)
+    return subprocess.run(parallel.launch_command(args.tp, without_tp(argv))).returncode
 
 
-def _without_tp(argv: list[str]) -> list[str]:
-    """`argv` without `--tp N` / `--tp=N`."""
-    out, skip = [], False
+def without_tp(argv: list[str]) -> list[str]:
+    """`argv` without its `--tp N` / `--tp=N`."""
+    kept, skip = [], False
     for item in argv:
         if skip:
             skip = False
         elif item == "--tp":
             skip = True
         elif not item.startswith("--tp="):
-            out.append(item)
-    return out
+            kept.append(item)
+    return kept
 
 
 if __name__ == "__main__":

@@ -19,12 +19,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="'default' (embedded SmolLM2-135M), a local HF folder, or a .gguf file",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument(
-        "--tp", type=int, default=1, metavar="N",
-        help="tensor parallelism over N ranks: reruns the command under `torchrun --nproc-per-node N` "
-        "(one GPU per rank on CUDA, gloo on CPU; generate only so far)",
-    )
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16")
+
+
+def add_parallel_options(parser: argparse.ArgumentParser) -> None:
+    """`--tp N`: run under torchrun on N tensor-parallel ranks (one per GPU)."""
+    parser.add_argument(
+        "--tp",
+        type=int,
+        metavar="N",
+        help="tensor parallelism over N GPUs of this host: relaunches the command under "
+        "`torchrun --nproc-per-node N -m sliminfer` (gloo ranks when there is no GPU)",
+    )
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import sys
 
 from ..errors import UserError
 from ..serve.engine import DEFAULT_MAX_QUEUE
-from .options import add_config_options, add_model_options, resolve_config
+from .options import add_config_options, add_model_options, add_parallel_options, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "generation thread; a full queue answers 429 with Retry-After.",
     )
     add_model_options(parser)
+    add_parallel_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     parser.add_argument(
