@@ -17,7 +17,7 @@ import json
 import time
 
 from sliminfer.calibration.probe import build_probe_prompts, probe
-from sliminfer.calibration.search import recall
+from sliminfer.calibration.search import layer_recall
 from sliminfer.cli.options import parse_lengths
 from sliminfer.loading import load_model
 
@@ -38,13 +38,11 @@ def main() -> int:
     base = loaded.default_config.with_overrides(args.set)
     start = time.perf_counter()
     probed = probe(loaded, base, build_probe_prompts(loaded, parse_lengths(args.lengths), args.prompts))
-    layers = probed[0].layer_scores.shape[0]
     result = {"model": loaded.name, "lengths": args.lengths, "prompts": args.prompts, "overrides": args.set,
               "probe_s": round(time.perf_counter() - start, 1), "recall": {}}
     for task in sorted({p.task for p in probed}):
-        subset = [p for p in probed if p.task == task]
-        for keep in KEEPS:
-            result["recall"][f"{task}@{keep}"] = [round(recall(subset, [(keep, (layer,))], base), 2) for layer in range(layers)]
+        for keep, values in layer_recall([p for p in probed if p.task == task], base, KEEPS).items():
+            result["recall"][f"{task}@{keep}"] = [round(value, 2) for value in values]
             print(task, keep, result["recall"][f"{task}@{keep}"], flush=True)
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=1)

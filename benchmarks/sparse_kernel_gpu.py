@@ -32,12 +32,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import flex_attention
 
 from sliminfer.attention.sparse import SPARSE_BLOCK as BLOCK
-from sliminfer.attention.sparse import compiled_flex_attention, to_block_mask, token_mask
+from sliminfer.attention.sparse import compiled_flex_attention, pattern_share, to_block_mask, token_mask
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 
 
-def block_pattern(n_blocks: int, heads: int, density: float, device: torch.device, seed: int = 0) -> torch.Tensor:
+def random_pattern(n_blocks: int, heads: int, density: float, device: torch.device, seed: int = 0) -> torch.Tensor:
     """`[1, heads, n_blocks, n_blocks]` bool: which (query block, key block) pairs are computed.
 
     Causal (key block <= query block); per row the sink, the diagonal and its left neighbour,
@@ -116,7 +116,7 @@ def main() -> int:
 
     q, k, v = qkv(check_len)
     for density in (1.0, 0.3):
-        pattern = block_pattern(-(-check_len // BLOCK), heads, density, device)
+        pattern = random_pattern(-(-check_len // BLOCK), heads, density, device)
         sparse = flex(q, k, v, block_mask=to_block_mask(pattern, check_len), enable_gqa=True)
         reference = F.scaled_dot_product_attention(q, k, v, attn_mask=token_mask(pattern, check_len), enable_gqa=True)
         error = (sparse.float() - reference.float()).abs().max().item()
@@ -134,9 +134,9 @@ def main() -> int:
         results["timings"].append({"tokens": n, "kernel": "sdpa cudnn (dense causal)", "density": 1.0, "ms": base, "speedup": 1.0})
         save()
         for density in (1.0, 0.5, 0.15):
-            pattern = block_pattern(-(-n // BLOCK), heads, density, device)
+            pattern = random_pattern(-(-n // BLOCK), heads, density, device)
             mask = to_block_mask(pattern, n)
-            actual = pattern.float().sum().item() / (heads * pattern.shape[-1] * (pattern.shape[-1] + 1) / 2)
+            actual = pattern_share(pattern).item()
             ms = timed_ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=True), args.reps, cuda)  # noqa: B023
             results["timings"].append({"tokens": n, "kernel": "flex (triton)", "density": round(actual, 3), "ms": ms, "speedup": base / ms})
             save()

@@ -91,8 +91,7 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     folder = _hf_folder(source)
-    config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    check_supported(config)
+    config = _checked_config(folder)
     parallel.check_model_split(config)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
@@ -113,7 +112,12 @@ def load_model(source: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str 
 
 def load_config(source: str) -> PretrainedConfig:
     """The transformers config of `source` ('default', a HF folder or a .gguf file), checked."""
-    config = AutoConfig.from_pretrained(_hf_folder(source), local_files_only=True)
+    return _checked_config(_hf_folder(source))
+
+
+def _checked_config(folder: Path) -> PretrainedConfig:
+    """The config in `folder`, refused with a clear error if its architecture is unsupported."""
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
     check_supported(config)
     return config
 
