@@ -36,8 +36,8 @@ def test_without_a_manager_the_graph_step_takes_over_at_once_and_decodes_as_eage
     parts = model_parts(tiny.model)
     with use_sliminfer_attention(tiny.model):
         prefills = [slim_prefill(tiny.model, ids, cache, TINY_SLIM) for cache in caches]
-        eager = EagerDecoder(parts, caches[0], 203, prefills[0].kept_positions)
-        handed = Decoding(EagerDecoder(parts, caches[1], 203, prefills[1].kept_positions), steps, True, capture=False)
+        eager = EagerDecoder(parts, caches[0], 203, prefills[0])
+        handed = Decoding(EagerDecoder(parts, caches[1], 203, prefills[1]), steps, True, capture=False)
         token = prefills[0].logits.argmax(-1, keepdim=True)
         for _ in range(steps):
             want = eager.step(token)
@@ -57,7 +57,7 @@ def managed_decoder(loaded, config, ids):
     with use_sliminfer_attention(loaded.model):
         prefill = slim_prefill(loaded.model, ids, cache, config)
     manager = prepare_manager(loaded, config, N, STEPS)
-    return EagerDecoder(model_parts(loaded.model), cache, N, prefill.kept_positions, manager), prefill.logits
+    return EagerDecoder(model_parts(loaded.model), cache, N, prefill, manager), prefill.logits
 
 
 @torch.inference_mode()

@@ -126,7 +126,7 @@ def prefill_with_manager(loaded, config, ids):
         prefills = [slim_prefill(loaded.model, ids, cache, config) for cache in caches]
     block_shape = (loaded.model.config.num_key_value_heads, config.block_size, 16)
     manager = OffloadManager.prepare(config, N, 4, block_shape, torch.float32, torch.device("cpu"), STEPS)
-    manager.attach(caches[1].layers, prefills[1].kept_positions)
+    manager.attach(caches[1].layers, prefills[1].kept_positions, prefills[1].cut_scores)
     return caches, prefills[0].logits, manager
 
 

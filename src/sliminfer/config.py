@@ -74,6 +74,11 @@ class SlimConfig:
             fraction of the blocks that layer retained (at least `min_keep_tokens` worth), > 1
             an absolute block count. 1.0 = all
             retained blocks (exact: no decode-time selection).
+        decode_pin: the share of each layer group's active blocks (beyond the sink and window
+            blocks) pinned for the whole decode to the blocks prefill's window, the question,
+            ranked highest at the group's cut; the rest are re-chosen every step by the current
+            token. One decode query is a noisier finder than the question's window, and the
+            blocks an answer needs are the question's (0 = every slot per step, 1 = a static set).
         gamma: overlap threshold of the swap policy; a new active set is swapped in only when
             |new & resident| / |new| < gamma. 0 never swaps (keeps the first choice).
         max_swap_blocks: most prompt blocks a managed layer swaps in per decode step (the
@@ -127,6 +132,7 @@ class SlimConfig:
     min_prompt_tokens: int = 3072
     min_keep_tokens: int = 1024
     decode_budget: float = 1.0
+    decode_pin: float = 0.5
     gamma: float = 0.0
     max_swap_blocks: int = 8
     kv_offload: str = "none"
@@ -172,6 +178,7 @@ class SlimConfig:
             raise ConfigError(f"decode_budget={budget!r}: must be a fraction in (0, 1] or a block count > 1")
         if budget > 1 and not float(budget).is_integer():
             raise ConfigError(f"decode_budget={budget!r}: values above 1 are block counts and must be whole")
+        _check_share("decode_pin", self.decode_pin, zero_allowed=True)
         _check_bool("cuda_graph_decode", self.cuda_graph_decode)
         _check_bool("offload_preserve_layers", self.offload_preserve_layers)
         if self.offload_preserve_layers and self.kv_offload != "cpu":
@@ -180,10 +187,8 @@ class SlimConfig:
         _check_choice("sparse_prefill", self.sparse_prefill, SPARSE_PREFILLS)
         _check_choice("sparse_layers", self.sparse_layers, SPARSE_LAYERS)
         _check_int("sparse_min_tokens", self.sparse_min_tokens, 0)
-        for key in ("sparse_density", "sparse_mass"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 < value <= 1.0:
-                raise ConfigError(f"{key}={value!r}: must be in (0, 1]")
+        _check_share("sparse_density", self.sparse_density, zero_allowed=False)
+        _check_share("sparse_mass", self.sparse_mass, zero_allowed=False)
         _check_int("max_swap_blocks", self.max_swap_blocks, 0)
         if not isinstance(self.gamma, (int, float)) or not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma!r}: must be in [0, 1]")
@@ -351,6 +356,13 @@ def _check_score_layers(score_layers: ScoreLayers, schedule: Schedule) -> None:
 def _check_int(key: str, value: Any, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{key}={value!r}: must be an integer >= {minimum}")
+
+
+def _check_share(key: str, value: Any, zero_allowed: bool) -> None:
+    """A share in [0, 1] (`zero_allowed`) or (0, 1]."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0.0 <= value if zero_allowed else 0.0 < value) or value > 1.0:
+        raise ConfigError(f"{key}={value!r}: must be in {'[' if zero_allowed else '('}0, 1]")
 
 
 def _check_bool(key: str, value: Any) -> None:

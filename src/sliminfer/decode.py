@@ -22,6 +22,7 @@ from .loading import LoadedModel
 from .metrics import KVStats
 from .models import ModelParts, ModelShape
 from .offload import OffloadManager, uses_manager
+from .prefill import PrefillResult
 from .schedule import prunes
 
 
@@ -75,11 +76,11 @@ def decode_step(
 
 class EagerDecoder:
     """`decode_step` at consecutive positions from the prompt's end; owns the manager's decode
-    phase, from `attach` (given the prefill's kept positions) to `finish`.
+    phase, from `attach` (given what prefill kept and scored) to `finish`.
 
     Args:
         prompt_tokens: the prompt length, which is the first decode position.
-        kept_positions: per layer, the prompt positions prefill kept (`PrefillResult.kept_positions`).
+        prefill: the prompt's prefill (its kept positions and cut scores plan the selection).
     """
 
     def __init__(
@@ -87,13 +88,13 @@ class EagerDecoder:
         parts: ModelParts,
         cache: SlimCache,
         prompt_tokens: int,
-        kept_positions: list[torch.Tensor],
+        prefill: PrefillResult,
         manager: OffloadManager | None = None,
     ) -> None:
         self.parts, self.cache, self.manager = parts, cache, manager
         self.prompt_tokens = self.position = prompt_tokens
         if manager is not None:
-            manager.attach(cache.layers, kept_positions)
+            manager.attach(cache.layers, prefill.kept_positions, prefill.cut_scores)
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
         logits = decode_step(self.parts, token, self.position, self.cache, self.manager)

@@ -233,7 +233,7 @@ def _run(
     manager = prepare_manager(loaded, slim_config, len(prompt_ids), stop.budget)
     start = _now(device)
     prefill = slim_prefill(loaded.model, torch.tensor([prompt_ids], device=device), cache, slim_config)
-    eager = EagerDecoder(parts, cache, len(prompt_ids), prefill.kept_positions, manager)
+    eager = EagerDecoder(parts, cache, len(prompt_ids), prefill, manager)
     decoder = Decoding(eager, max_steps=stop.budget - 1, graphs=device.type == "cuda" and graphs)
     logits, ttft_s, finish_reason = prefill.logits, None, None
     while finish_reason is None:

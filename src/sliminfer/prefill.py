@@ -42,12 +42,16 @@ class PrefillResult:
         kept_positions: per layer, `[batch, n_layer]` original positions that layer computed.
         pruned: whether any token was dropped.
         sparse_share: per block-sparse layer, the share of causal blocks its attention computed.
+        cut_scores: per cut layer, `[batch, n_prompt_blocks]` the combined, normalized window
+            scores it kept blocks by (original prompt blocks; blocks pruned earlier score 0).
+            Decode-time selection pins the question's best blocks from them.
     """
 
     logits: torch.Tensor
     kept_positions: list[torch.Tensor]
     pruned: bool
     sparse_share: dict[int, float] = field(default_factory=dict)
+    cut_scores: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def kept_tokens_per_layer(self) -> list[int]:
@@ -75,11 +79,13 @@ def slim_prefill(
     mlp_chunk = config.prefill_chunk_tokens if config else 0
     n_prompt_blocks = math.ceil(prompt_tokens / config.block_size) if plan.pruned else 0
     layer_scores: dict[int, torch.Tensor] = {}
+    cut_scores: dict[int, torch.Tensor] = {}
     kept_positions = []
     for index in range(parts.num_layers):
         cut = plan.cut_at(index)
         if cut is not None:
-            keep = tokens_to_keep(cut, [layer_scores[i] for i in cut.score_layers], positions, plan, config)
+            cut_scores[index] = combine_layers([layer_scores[i] for i in cut.score_layers], config.score_combine)
+            keep = tokens_to_keep(cut, cut_scores[index], positions, plan, config)
             hidden, positions, cos, sin = (gather_tokens(t, keep) for t in (hidden, positions, cos, sin))
             layer_scores = {i: s for i, s in layer_scores.items() if plan.last_use(i) > index}
         hidden = parts.run_layer(index, hidden, positions, (cos, sin), cache, mlp_chunk, slim=state)
@@ -88,12 +94,12 @@ def slim_prefill(
         kept_positions.append(positions)
     cache.end_prefill(prompt_tokens)
     sparse_share = {layer: float(share) for layer, share in state.sparse_share.items()}
-    return PrefillResult(parts.last_logits(hidden), kept_positions, pruned=plan.pruned, sparse_share=sparse_share)
+    return PrefillResult(parts.last_logits(hidden), kept_positions, plan.pruned, sparse_share, cut_scores)
 
 
 def tokens_to_keep(
     cut: Cut,
-    layer_scores: list[torch.Tensor],
+    cut_scores: torch.Tensor,
     positions: torch.Tensor,
     plan: LayerPlan,
     config: SlimConfig,
@@ -101,12 +107,12 @@ def tokens_to_keep(
     """Indices `[batch, n_kept]` into the current (compacted) sequence of the tokens `cut` keeps.
 
     Args:
-        layer_scores: per score layer of the cut, `[batch, n_prompt_blocks]` normalized scores.
+        cut_scores: `[batch, n_prompt_blocks]` the cut's combined score layers' scores.
         positions: `[batch, n]` original positions of the current sequence.
     """
     block = config.block_size
     current_tokens = positions.shape[1]
-    scores = combine_layers(layer_scores, config.score_combine).gather(1, block_ids_of(positions, block))
+    scores = cut_scores.gather(1, block_ids_of(positions, block))
     forced = forced_blocks(current_tokens, block, config.sink_tokens, config.window)
     n_keep = cut.kept_blocks
     if config.keep_mass:

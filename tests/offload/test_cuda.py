@@ -60,7 +60,7 @@ def test_cuda_full_budget_gamma_0_matches_plain_decoding(tiny_llama, offload):
 def test_cuda_swaps_record_copy_and_stall_time(tiny_llama):
     loaded = on_cuda(tiny_llama)
     ids = torch.randint(0, 256, (403,), generator=torch.Generator().manual_seed(4)).tolist()
-    config = loaded.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", "gamma=1.0"])
+    config = loaded.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.5", "decode_pin=0", "gamma=1.0"])
     result = generate(loaded, ids, config=config, sampling=SamplingParams(max_new_tokens=12, ignore_eos=True))
     kv = result.kv
     assert kv.swaps > 0 and kv.copied_bytes > 0 and kv.copy_ms > 0
@@ -90,7 +90,7 @@ def test_cuda_graphed_swapping_steps(tiny_llama, offload):
     loaded = on_cuda(tiny_llama)
     ids = torch.randint(0, 256, (403,), generator=torch.Generator().manual_seed(4)).tolist()
     sampling = SamplingParams(max_new_tokens=12, ignore_eos=True)
-    config = loaded.default_config.with_overrides([f"kv_offload={offload}", "decode_budget=0.5", "gamma=1.0"])
+    config = loaded.default_config.with_overrides([f"kv_offload={offload}", "decode_budget=0.5", "decode_pin=0", "gamma=1.0"])
     graphed = generate(loaded, ids, config=config, sampling=sampling)
     eager = generate(loaded, ids, config=config.with_overrides(["cuda_graph_decode=false"]), sampling=sampling)
     kv = graphed.kv

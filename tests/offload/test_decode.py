@@ -34,6 +34,25 @@ def test_full_budget_with_gamma_0_equals_decoding_without_manager(tiny, override
     assert stats.managed_layers == managed_layers and stats.initial_fill_bytes > 0 and stats.swaps == 0
 
 
+@torch.inference_mode()
+def test_fully_pinned_selection_is_static_on_the_questions_blocks(tiny_llama):
+    """decode_pin=1: every free slot holds one of the blocks prefill's window ranked highest at
+    the cut, whatever the decode tokens attend to, so even gamma 1.0 never swaps."""
+    config = tiny_llama.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.75", "decode_pin=1", "gamma=1.0"])
+    (_, managed), logits, manager = prefill_with_manager(tiny_llama, config, prompt(seed=6))
+    parts = model_parts(tiny_llama.model)
+    token = logits.argmax(-1, keepdim=True)
+    with use_sliminfer_attention(tiny_llama.model):
+        for step in range(STEPS):
+            token = decode_step(parts, token, N + step, managed, manager).argmax(-1, keepdim=True)
+    for group in manager.plan.groups:
+        assert group.pinned.any()
+        want = (group.forced | group.pinned).nonzero().flatten().tolist()
+        for layer in group.layers:
+            assert manager.resident_blocks(layer) == want
+    assert manager.finish().swaps == 0
+
+
 def test_generate_with_cpu_offload_and_full_budget_matches_plain_slim(tiny_llama):
     ids = prompt(seed=4)[0].tolist()
     sampling = SamplingParams(max_new_tokens=8, ignore_eos=True)
@@ -113,7 +132,7 @@ def test_fixed_shape_decoder_continues_the_eager_manager_exactly(tiny_llama, ove
     manager's logits and resident sets, step after step, also when the cap defers blocks."""
     from sliminfer.decode_graph import GraphedDecoder
 
-    config = tiny_llama.default_config.with_overrides([*overrides, "decode_budget=0.5", *swap])
+    config = tiny_llama.default_config.with_overrides([*overrides, "decode_budget=0.5", "decode_pin=0", *swap])
     capped = "max_swap_blocks=1" in swap
     ids = prompt(seed=6)
     caches = [prefill_with_manager(tiny_llama, config, ids) for _ in range(2)]

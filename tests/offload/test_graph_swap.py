@@ -26,7 +26,7 @@ def allowed_tokens(reads, cache, block_size):
 @torch.inference_mode()
 @pytest.mark.parametrize("overrides", [("kv_offload=cpu",), OFFLOAD_PRESERVE], ids=["cpu", "cpu-preserve"])
 def test_staged_swaps_land_before_the_layers_read_them(tiny, overrides):
-    config = tiny.default_config.with_overrides([*overrides, "decode_budget=0.4", "gamma=1.0", "max_swap_blocks=2"])
+    config = tiny.default_config.with_overrides([*overrides, "decode_budget=0.4", "decode_pin=0", "gamma=1.0", "max_swap_blocks=2"])
     (plain, managed), logits, manager = prefill_with_manager(tiny, config, prompt(seed=5))
     parts, block = model_parts(tiny.model), config.block_size
     lagged = {layer for group in manager.plan.groups if group.lagged for layer in group.layers}
@@ -74,7 +74,7 @@ def refuse(what):
 def test_a_swapping_step_never_reads_device_values_on_the_host(tiny, monkeypatch, host_copies):
     """What a CUDA graph cannot capture (a host read of a device value, a tensor built from
     Python data) must not happen inside the step; checked on CPU by refusing those calls."""
-    config = tiny.default_config.with_overrides([*OFFLOAD_PRESERVE, "decode_budget=0.4", "gamma=1.0", "max_swap_blocks=2"])
+    config = tiny.default_config.with_overrides([*OFFLOAD_PRESERVE, "decode_budget=0.4", "decode_pin=0", "gamma=1.0", "max_swap_blocks=2"])
     (_, managed), logits, manager = prefill_with_manager(tiny, config, prompt(seed=5))
     parts = model_parts(tiny.model)
     with use_sliminfer_attention(tiny.model):

@@ -77,7 +77,7 @@ def test_block_counts_and_host_memory_cover_the_lagged_layers(tiny_llama, monkey
 @torch.inference_mode()
 @pytest.mark.parametrize(("budget", "active"), [(0.3, 4), (0.75, 10)])
 def test_lagged_layers_start_with_prefills_choice_then_recent_blocks(tiny_llama, budget, active):
-    config = lagged_config(tiny_llama, f"decode_budget={budget}")
+    config = lagged_config(tiny_llama, f"decode_budget={budget}", "decode_pin=0")
     ids = prompt(seed=7)
     (plain, managed), _, manager = prefill_with_manager(tiny_llama, config, ids)
     with use_sliminfer_attention(tiny_llama.model):

@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 
 import pytest
@@ -11,6 +12,7 @@ from sliminfer.offload.selection import (
     DecodePlan,
     active_block_count,
     expected_block_counts,
+    pin_count,
 )
 from sliminfer.prefill import slim_prefill
 from sliminfer.scoring import block_ids_of
@@ -42,6 +44,28 @@ def test_plan_chooses_the_top_blocks_among_the_group_plus_forced():
     assert plan.choose(group, unit_scores_favoring(5))[1].tolist() == [0, 2, 3]
     state = plan.forward_state()
     assert state.window == 1 and state.score_layers == {0} and state.score_keys == {0: 32}
+
+
+@pytest.mark.parametrize(("pin", "want"), [(0.0, [0, 1, 3]), (0.5, [0, 2, 3]), (1.0, [0, 2, 3])])
+def test_pinned_blocks_are_the_questions_best_and_stay_active(pin, want):
+    """Prefill's window ranked block 5 (local 2) highest at the cut: pinned, it stays active
+    though the decode query favours block 2 (local 1) for the one free slot."""
+    config = dataclasses.replace(HAND, decode_pin=pin)
+    cut_scores = torch.full((1, 8), 0.1)
+    cut_scores[0, 5] = 0.5
+    plan = DecodePlan.from_prefill(hand_positions(), config, {1: cut_scores})
+    (group,) = plan.groups
+    assert group.pinned.tolist() == [False, False, pin > 0, False]
+    assert group.initial.tolist() == [0, 3]  # the first step's fill brings the pinned block in order
+    scores, active = plan.choose(group, unit_scores_favoring(2))
+    assert active.tolist() == want and scores[1] > scores[2]  # the scores stay the query's own
+    (unpinned,) = DecodePlan.from_prefill(hand_positions(), config).groups
+    assert not unpinned.pinned.any()
+
+
+def test_pin_count_rounds_halves_up():
+    assert [pin_count(0.5, active, 2) for active in (2, 3, 4, 5)] == [0, 1, 1, 2]
+    assert pin_count(0.0, 40, 2) == 0 and pin_count(1.0, 40, 2) == 38
 
 
 def test_budget_above_the_retained_blocks_is_clamped_with_a_warning(caplog):

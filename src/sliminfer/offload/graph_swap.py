@@ -67,7 +67,7 @@ class GraphSwapper:
         self.decode_plan = manager.plan
         self.host_copies = manager.engine.host_store if host_copies is None else host_copies
         self.groups = [
-            dataclasses.replace(g, candidates=g.candidates.to(device), forced=g.forced.to(device))
+            dataclasses.replace(g, candidates=g.candidates.to(device), forced=g.forced.to(device), pinned=g.pinned.to(device))
             for g in manager.plan.groups
         ]
         self.gamma = torch.tensor(config.gamma, device=device)

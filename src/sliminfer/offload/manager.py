@@ -161,11 +161,17 @@ class OffloadManager:
         counts = expected_block_counts(config, prompt_tokens, num_layers)
         return cls(config, counts, block_shape, dtype, device, reserve_tokens)
 
-    def attach(self, cache_layers: list[ManagedLayer], kept_positions: list[torch.Tensor]) -> None:
-        """After prefill: write the store, give each managed layer its slot buffers, hook its updates."""
+    def attach(
+        self,
+        cache_layers: list[ManagedLayer],
+        kept_positions: list[torch.Tensor],
+        cut_scores: dict[int, torch.Tensor] | None = None,
+    ) -> None:
+        """After prefill (its `kept_positions` and `cut_scores`): write the store, give each
+        managed layer its slot buffers, hook its updates."""
         if kept_positions[0].shape[0] != 1:
             raise UserError("decode_budget / kv_offload support batch size 1 only")
-        self.plan = DecodePlan.from_prefill(kept_positions, self.config)
+        self.plan = DecodePlan.from_prefill(kept_positions, self.config, cut_scores)
         self.num_layers = len(cache_layers)
         for group in self.plan.groups:
             for index in group.layers:

@@ -7,8 +7,11 @@ layers that scored cut `c_g` in prefill, by default `c_g - 1`) lets the current 
 score the token units of its stored prompt keys with the prefill scoring functions (a window of
 one query); the group's candidates are the blocks it retained, and the active set is their top
 `decode_budget` blocks, always including the forced ones (the sink block and the block(s) of the
-final window, as in prefill). A score layer stores a superset of the group's blocks, since it
-runs before the cut.
+final window, as in prefill) and the *pinned* ones: a share `decode_pin` of the other active
+slots holds, for the whole decode, the blocks prefill's window (the question) ranked highest at
+the cut (`PrefillResult.cut_scores`). A single decode query is a noisier finder than the
+question's window, and the blocks an answer needs are mostly the question's. A score layer
+stores a superset of the group's blocks, since it runs before the cut.
 
 Decode score layers keep all their retained prompt KV on the device and attend to all of it:
 their keys are what the selection needs, and with one cut the score layer is a preserve layer
@@ -56,8 +59,10 @@ class SelectionGroup:
         layers: the managed layers of the group (its slim layers minus the next score layer).
         candidates: `[n_retained]` int64, for each block the group retained (ascending), its
             index among the score layer's stored blocks.
-        forced: `[n_retained]` bool, blocks that are always active.
-        active_blocks: blocks each managed layer attends to per step (>= forced count).
+        forced: `[n_retained]` bool, the sink and window blocks: always active, in fixed slots.
+        pinned: `[n_retained]` bool, the question's best blocks: always active too (disjoint
+            from `forced`).
+        active_blocks: blocks each managed layer attends to per step (>= forced + pinned).
         retained_tokens: prompt tokens each layer of the group stores after prefill.
         initial: `[n_initial]` int64 local block ids, ascending, resident before the first
             step: the forced ones (the first step fills the other slots), or for the lagged
@@ -69,6 +74,7 @@ class SelectionGroup:
     layers: tuple[int, ...]
     candidates: torch.Tensor
     forced: torch.Tensor
+    pinned: torch.Tensor
     active_blocks: int
     retained_tokens: int
     initial: torch.Tensor
@@ -89,13 +95,19 @@ class DecodePlan:
     config: SlimConfig
 
     @classmethod
-    def from_prefill(cls, kept_positions: list[torch.Tensor], config: SlimConfig) -> DecodePlan:
-        """Plan from `PrefillResult.kept_positions` (per layer `[1, n_layer]` original positions)."""
+    def from_prefill(
+        cls, kept_positions: list[torch.Tensor], config: SlimConfig, cut_scores: dict[int, torch.Tensor] | None = None
+    ) -> DecodePlan:
+        """Plan from `PrefillResult.kept_positions` (per layer `[1, n_layer]` original positions)
+        and `PrefillResult.cut_scores` (without them, nothing is pinned)."""
         layer_plan = LayerPlan.build(config, int(kept_positions[0].shape[-1]), len(kept_positions))
+        cut_scores = cut_scores or {}
         groups, clamped = [], []
         for cut, layers in layer_plan.decode_groups():
             score_layer = cut.decode_score_layer
-            group, was_clamped = _group(score_layer, layers, kept_positions[score_layer], kept_positions[cut.layer], config)
+            group, was_clamped = _group(
+                score_layer, layers, kept_positions[score_layer], kept_positions[cut.layer], cut_scores.get(cut.layer), config
+            )
             groups.append(group)
             if was_clamped:
                 clamped.append(cut.layer)
@@ -107,10 +119,13 @@ class DecodePlan:
             )
         lagged = layer_plan.lagged_layers(config)
         if lagged:
-            score_layer = layer_plan.cuts[0].decode_score_layer
-            group, _ = _group(score_layer, lagged, kept_positions[score_layer], kept_positions[0], config)
+            first = layer_plan.cuts[0]
+            group, _ = _group(
+                first.decode_score_layer, lagged, kept_positions[first.decode_score_layer], kept_positions[0],
+                cut_scores.get(first.layer), config,
+            )
             prior = lagged_prior(kept_positions, layer_plan, config.block_size)
-            initial = select_blocks(prior[None], group.active_blocks, group.forced)[0]
+            initial = select_blocks(prior[None], group.active_blocks, group.forced | group.pinned)[0]
             groups.append(dataclasses.replace(group, initial=initial, lagged=True))
         score_tokens = {layer: int(kept_positions[layer].shape[-1]) for layer in layer_plan.decode_score_layers}
         return cls(tuple(groups), score_tokens, config)
@@ -130,15 +145,17 @@ class DecodePlan:
         return state
 
     def choose(self, group: SelectionGroup, unit_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The group's block scores `[n_retained]` and active set `[active_blocks]` (int64 local
-        ids, ascending), on the scores' device without a host sync (a CUDA graph may capture it).
+        """The group's block scores `[n_retained]` (forced ones +inf) and active set
+        `[active_blocks]` (int64 local ids, ascending: the forced, the pinned, then the current
+        token's best), on the scores' device without a host sync (a CUDA graph may capture it).
 
         Args:
             unit_scores: `[1, n_units]` scores of the score layer's stored prompt units.
         """
         scores = rank_blocks(unit_scores, self.config)[0, group.candidates].float()
         scores = scores.masked_fill(group.forced.to(scores.device), float("inf"))
-        return scores, scores.topk(group.active_blocks).indices.sort().values
+        wanted = scores.masked_fill(group.pinned.to(scores.device), float("inf"))
+        return scores, wanted.topk(group.active_blocks).indices.sort().values
 
 
 def _group(
@@ -146,22 +163,44 @@ def _group(
     layers: tuple[int, ...],
     score_positions: torch.Tensor,
     group_positions: torch.Tensor,
+    cut_scores: torch.Tensor | None,
     config: SlimConfig,
 ) -> tuple[SelectionGroup, bool]:
     """The group of `layers`, which store `group_positions` `[1, n]`, scored by `score_layer`.
 
+    Args:
+        cut_scores: `[1, n_prompt_blocks]` the window scores of the group's cut, or None (no pins).
+
     Returns:
         `(group, clamped)`; `clamped` says an absolute budget exceeded the retained blocks.
-        The group's initial set is its forced blocks.
+        The group's initial set is its forced blocks (the first step's fill brings the pinned
+        ones with the others, so a full set is stored in ascending order).
     """
     block = config.block_size
     group_ids = block_ids_of(group_positions, block)[0]
     retained_tokens = int(group_positions.shape[-1])
     forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
     active, clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()), floor_blocks(config))
+    prior = None if cut_scores is None else cut_scores[0, group_ids.to(cut_scores.device)].float().cpu()
+    pinned = pinned_blocks(prior, forced, pin_count(config.decode_pin, active, int(forced.sum())))
     candidates = torch.searchsorted(block_ids_of(score_positions, block)[0], group_ids)
     initial = forced.nonzero().flatten()
-    return SelectionGroup(score_layer, layers, candidates, forced, active, retained_tokens, initial), clamped
+    return SelectionGroup(score_layer, layers, candidates, forced, pinned, active, retained_tokens, initial), clamped
+
+
+def pin_count(decode_pin: float, active: int, forced: int) -> int:
+    """Active slots pinned to the question's blocks: `decode_pin` of those beyond the forced ones
+    (halves round up: one free slot at 0.5 is pinned)."""
+    return math.floor(decode_pin * (active - forced) + 0.5)
+
+
+def pinned_blocks(prior: torch.Tensor | None, forced: torch.Tensor, count: int) -> torch.Tensor:
+    """`[n_blocks]` bool: the `count` unforced blocks `prior` `[n_blocks]` ranks highest (none
+    without a prior)."""
+    pinned = torch.zeros_like(forced)
+    if prior is not None and count > 0:
+        pinned[prior.masked_fill(forced, float("-inf")).topk(count).indices] = True
+    return pinned
 
 
 def lagged_prior(kept_positions: list[torch.Tensor], plan: LayerPlan, block_size: int) -> torch.Tensor:
