@@ -17,6 +17,7 @@ from sliminfer.attention.sparse import (
     token_mask,
 )
 from sliminfer.config import ConfigError, SlimConfig
+from sliminfer.generate import SamplingParams, generate
 from sliminfer.schedule import LayerPlan
 from test_prefill import run_prefill
 from tiny import TINY_SLIM, random_ids
@@ -120,3 +121,13 @@ def test_prefill_with_a_sparse_pattern_records_its_share(tiny):
 def test_bad_sparse_settings_are_one_line_errors(update, message):
     with pytest.raises(ConfigError, match=message):
         SlimConfig.from_dict(update)
+
+
+def test_generation_reports_the_attention_density_per_layer(tiny):
+    config = dataclasses.replace(TINY_SLIM, sparse_prefill="fixed", sparse_density=0.1, sparse_min_tokens=0)
+    sampling = SamplingParams(max_new_tokens=2, ignore_eos=True)
+    result = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=config, sampling=sampling)
+    assert len(result.attention_density_per_layer) == 4
+    assert 0.0 < result.attention_density_per_layer[0] < 1.0 and result.attention_density_per_layer[1:] == [1.0] * 3
+    plain = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=TINY_SLIM, sampling=sampling)
+    assert plain.attention_density_per_layer == [1.0] * 4

@@ -83,6 +83,9 @@ class GenerationResult:
     pruned: bool = False
     finish_detail: str | None = None
     """Why generation stopped where the reason alone does not say (the context limit)."""
+    attention_density_per_layer: list[float] = field(default_factory=list)
+    """Per layer, the share of its causal prefill attention computed (1.0: dense; below 1 in
+    the layers `sparse_prefill` makes block-sparse)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +175,7 @@ def generate(
         kv_cache_bytes=run.kv_cache_bytes,
         kv=run.kv,
         pruned=run.prefill.pruned,
+        attention_density_per_layer=run.prefill.attention_density_per_layer,
         finish_detail=context_limit_detail(
             len(prompt_ids), len(run.new_ids), budget, sampling.max_new_tokens, run.finish_reason
         ),

@@ -57,6 +57,11 @@ class PrefillResult:
     def kept_tokens_per_layer(self) -> list[int]:
         return [int(positions.shape[-1]) for positions in self.kept_positions]
 
+    @property
+    def attention_density_per_layer(self) -> list[float]:
+        """Per layer, the share of its causal prefill attention computed (1.0: dense)."""
+        return [self.sparse_share.get(layer, 1.0) for layer in range(len(self.kept_positions))]
+
 
 def slim_prefill(
     model: PreTrainedModel,

@@ -15,7 +15,7 @@ from sliminfer.methods import KINDS, parse_methods
 TINY = ["--model", "tiny-llama", "--device", "cpu", "--new-tokens", "3", "--set", "min_prompt_tokens=0", "--set", "min_keep_tokens=0"]
 ROW_KEYS = {
     "length", "method", "prompt_tokens", "repeats", "ttft_s", "ttft_spread", "decode_ms_per_token",
-    "decode_spread", "e2e_s", "e2e_spread", "new_tokens", "kept_tokens_per_layer", "peak_memory_bytes",
+    "decode_spread", "e2e_s", "e2e_spread", "new_tokens", "kept_tokens_per_layer", "attention_density_per_layer", "peak_memory_bytes",
     "kv_cache_bytes", "prefill_flops", "achieved_tflops", "flop_ideal_speedup", "ttft_floor_s",
     "ttft_over_floor", "ttft_speedup_vs_hf", "e2e_speedup_vs_hf", "note",
 }  # fmt: skip

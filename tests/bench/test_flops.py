@@ -48,6 +48,17 @@ def test_ideal_speedup_matches_the_schedule_table(preserve, keep, bound_32k, bou
         assert ideal_speedup(LLAMA_8B, tokens, kept) == pytest.approx(bound, abs=0.01)
 
 
+def test_sparse_prefill_scales_only_the_attention_of_its_layers():
+    """BENCHMARKS section 6's FLOP ideal: the default schedule at 128k with the 8 dense layers'
+    attention at 15% density."""
+    tokens = 131072
+    kept = [tokens] * 8 + [tokens // 4] * 24
+    density = [0.15] * 8 + [1.0] * 24
+    assert full_prefill_flops(LLAMA_8B, tokens) / prefill_flops(LLAMA_8B, kept, density) == pytest.approx(5.37, abs=0.01)
+    saved = prefill_flops(LLAMA_8B, kept) - prefill_flops(LLAMA_8B, kept, density)
+    assert saved == pytest.approx(0.85 * 8 * attention_flops(LLAMA_8B, tokens))
+
+
 def test_lm_head_counts_once_and_kept_tokens_must_cover_every_layer():
     assert prefill_flops(LLAMA_8B, [0] * 32) == 2 * 4096 * 128256
     with pytest.raises(ValueError, match="32 layers"):

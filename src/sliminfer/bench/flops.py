@@ -4,7 +4,8 @@ The model counts the matrix multiplies only, 2 FLOPs per multiply-add:
 - linear layers, per token per layer: the q, k, v, o projections and the gated MLP's three
   matrices, i.e. 2 x (their parameters);
 - causal attention, per layer over `n` tokens: QK^T and PV over the causal half,
-  4 x heads x head_dim x n^2 / 2 (a slim layer attends over its kept tokens only);
+  4 x heads x head_dim x n^2 / 2 (a slim layer attends over its kept tokens only), times the
+  share of it the layer computes under `sparse_prefill`;
 - the LM head once, for the last prompt token (`logits_to_keep=1`).
 Norms, rotary, softmax, biases and the pruning's own scoring are left out: they are the
 overheads a measured time is compared against.
@@ -41,8 +42,11 @@ def lm_head_flops(shape: ModelShape) -> int:
     return 2 * shape.hidden * shape.vocab
 
 
-def prefill_flops(shape: ModelShape, kept_tokens_per_layer: Sequence[int]) -> float:
-    """Total prefill FLOPs when layer `i` computes `kept_tokens_per_layer[i]` tokens.
+def prefill_flops(
+    shape: ModelShape, kept_tokens_per_layer: Sequence[int], attention_density: Sequence[float] | None = None
+) -> float:
+    """Total prefill FLOPs when layer `i` computes `kept_tokens_per_layer[i]` tokens and the
+    share `attention_density[i]` of their causal attention (None: all dense).
 
     A full prefill of `n` tokens is `[n] * shape.layers`.
     """
@@ -50,9 +54,10 @@ def prefill_flops(shape: ModelShape, kept_tokens_per_layer: Sequence[int]) -> fl
         raise ValueError(
             f"kept_tokens_per_layer has {len(kept_tokens_per_layer)} entries, the model {shape.layers} layers"
         )
+    density = attention_density or [1.0] * shape.layers
     per_layer_linear = 2 * linear_params_per_layer(shape)
     return float(
-        sum(per_layer_linear * n + attention_flops(shape, n) for n in kept_tokens_per_layer)
+        sum(per_layer_linear * n + share * attention_flops(shape, n) for n, share in zip(kept_tokens_per_layer, density, strict=True))
         + lm_head_flops(shape)
     )
 

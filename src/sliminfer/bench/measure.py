@@ -41,6 +41,8 @@ class Measurement:
     kept_tokens_per_layer: list[int]
     kv_cache_bytes: int
     peak_memory_bytes: int | None
+    attention_density_per_layer: list[float] | None = None
+    """Per layer, the share of its causal prefill attention computed (None: all dense, e.g. hf)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +130,7 @@ def run_sliminfer(
         kept_tokens_per_layer=list(result.kept_tokens_per_layer),
         kv_cache_bytes=result.kv_cache_bytes,
         peak_memory_bytes=peak_memory_bytes(device),
+        attention_density_per_layer=result.attention_density_per_layer,
     )
 
 

@@ -93,7 +93,8 @@ class BenchResults:
         e2e = summarize([s["e2e_s"] for s in samples])
         decode = summarize([s["decode_ms_per_token"] for s in samples])
         kept = samples[-1]["kept_tokens_per_layer"]
-        flops = prefill_flops(self.shape, kept)
+        density = samples[-1].get("attention_density_per_layer")
+        flops = prefill_flops(self.shape, kept, density)
         peaks = [s["peak_memory_bytes"] for s in samples if s["peak_memory_bytes"] is not None]
         row: dict[str, Any] = {
             "length": length,
@@ -108,6 +109,7 @@ class BenchResults:
             "e2e_spread": e2e.to_dict(),
             "new_tokens": samples[-1]["new_tokens"],
             "kept_tokens_per_layer": kept,
+            "attention_density_per_layer": density,
             "peak_memory_bytes": max(peaks) if peaks else None,
             "kv_cache_bytes": samples[-1]["kv_cache_bytes"],
             "prefill_flops": flops,
@@ -117,7 +119,7 @@ class BenchResults:
             "ttft_over_floor": None,
             "ttft_speedup_vs_hf": None,
             "e2e_speedup_vs_hf": None,
-            "note": row_note(cell["method"], kept, length, self.data["note"]),
+            "note": row_note(cell["method"], kept, length, self.data["note"], density),
         }
         light = self.data.get("speed_of_light")
         if light:
@@ -225,12 +227,22 @@ TTFT/floor without the speed-of-light measurement (CUDA only), x hf without an h
 """
 
 
-def row_note(method: str, kept_tokens_per_layer: list[int], length: int, model_note: str | None) -> str | None:
-    """The note column: the model's note, and for a slim row that pruned nothing, why (its
-    prompt is below `min_prompt_tokens`), so a ~1x row is not read as slim being slow."""
+def row_note(
+    method: str,
+    kept_tokens_per_layer: list[int],
+    length: int,
+    model_note: str | None,
+    attention_density: list[float] | None = None,
+) -> str | None:
+    """The note column: the model's note; for a slim row that pruned nothing, why (its prompt
+    is below `min_prompt_tokens`), so a ~1x row is not read as slim being slow; and the
+    attention density of block-sparse prefill layers (their FLOPs count only that share)."""
     notes = [model_note] if model_note else []
     if kind_of(method) == "slim" and all(k == length for k in kept_tokens_per_layer):
         notes.append(UNPRUNED_NOTE)
+    sparse = [share for share in attention_density or [] if share < 1.0]
+    if sparse:
+        notes.append(f"sparse prefill: attention density {sum(sparse) / len(sparse):.3f} in {len(sparse)} layers")
     return "; ".join(notes) or None
 
 

@@ -61,6 +61,7 @@ class ModelBackend:
             sampling=SamplingParams(max_new_tokens=sample.max_new_tokens, stop=sample.stop),
         )
         kept = result.kept_tokens_per_layer
+        sparse = [share for share in result.attention_density_per_layer if share < 1.0]
         return Answer(
             text=result.text,
             prompt=prompt,
@@ -69,4 +70,5 @@ class ModelBackend:
             finish_reason=result.finish_reason,
             ttft_s=result.ttft_s,
             prefill_fraction=sum(kept) / (len(kept) * result.prompt_tokens) if kept else 1.0,
+            sparse_density=sum(sparse) / len(sparse) if sparse else None,
         )

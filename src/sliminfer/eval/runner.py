@@ -25,6 +25,8 @@ class Answer:
         prompt: the exact text given to the model (only its digest is stored).
         prefill_fraction: tokens computed per layer during prefill, summed over layers, over
             (layers x prompt tokens): 1.0 for full, the prefill cost share for slim.
+        sparse_density: the mean share of causal attention the block-sparse prefill layers
+            computed (None: no layer was block-sparse).
     """
 
     text: str
@@ -34,6 +36,7 @@ class Answer:
     finish_reason: str
     ttft_s: float
     prefill_fraction: float
+    sparse_density: float | None = None
 
 
 class Backend(Protocol):
@@ -87,6 +90,7 @@ def make_record(sample: Sample, method: Method, answer: Answer) -> dict[str, Any
         "new_tokens": answer.new_tokens,
         "finish_reason": answer.finish_reason,
         "prefill_fraction": answer.prefill_fraction,
+        "sparse_density": answer.sparse_density,
     }
 
 
