@@ -8,9 +8,12 @@
 #     variants   benchmarks/scoring_variants.py -> variants.json / variants.md
 #     calibrate  sliminfer calibrate -> preset.json / calibrate.md ($CALIBRATE_ARGS appended)
 #     eval       RULER through benchmarks/eval_parallel.py, one process per method on $GPUS:
-#                $EARLY_METHODS (default full) start at once, beside calibration; then
-#                $EVAL_METHODS (default slim) with --config preset.json. $EVAL_LENGTHS (8k,16k,32k),
-#                $EVAL_SAMPLES (10) per task and length, $EVAL_ARGS appended.
+#                $EARLY_METHODS (default full) start at once, beside calibration, into eval/; then
+#                $EVAL_METHODS (default slim) with --config preset.json into eval-calibrated/
+#                (its own table: "slim" there is calibrate's pick, in eval/ the built-in default),
+#                where full's folder is copied at the end. $EVAL_LENGTHS (8k,16k,32k),
+#                $EVAL_SAMPLES (10) per task and length, $EVAL_ARGS appended; $RESUME_FROM, a
+#                merged results.json of an earlier run, lets full start from its records.
 #   GPUS      GPU ids for this model (default 0); calibration runs on the first.
 #   DEADLINE  epoch seconds when every eval process is interrupted (default: now + 540).
 #   DEVICE, DTYPE  default cuda, bfloat16 (cpu, float32 to try the script here).
@@ -34,15 +37,19 @@ cli='import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from sliminfer.cli.main import main
 sys.exit(main(sys.argv[1:]))'
-eval_parallel() {
+resume=()
+[[ -n ${RESUME_FROM:-} ]] && resume=(--resume-from "$RESUME_FROM")
+eval_parallel() {  # OUT, then eval arguments
+    local out=$1
+    shift
     # shellcheck disable=SC2086
-    python3 benchmarks/eval_parallel.py --gpus "$gpus" --time-limit "$(left)" -- --suite ruler "${model[@]}" \
-        --lengths "${EVAL_LENGTHS:-8k,16k,32k}" --samples "${EVAL_SAMPLES:-10}" --out "$work/eval" ${EVAL_ARGS:-} "$@"
+    python3 benchmarks/eval_parallel.py --gpus "$gpus" --time-limit "$(left)" "${resume[@]}" -- --suite ruler "${model[@]}" \
+        --lengths "${EVAL_LENGTHS:-8k,16k,32k}" --samples "${EVAL_SAMPLES:-10}" --out "$out" ${EVAL_ARGS:-} "$@"
 }
 
 early=
 if has eval && [[ -n ${EARLY_METHODS-full} ]]; then
-    eval_parallel --methods "${EARLY_METHODS-full}" >"$work/early.log" 2>&1 &
+    eval_parallel "$work/eval" --methods "${EARLY_METHODS-full}" >"$work/early.log" 2>&1 &
     early=$!
 fi
 if has variants && [[ ! -s $work/variants.json ]]; then
@@ -56,9 +63,13 @@ fi
 if has eval; then
     config=()
     [[ -s $work/preset.json ]] && config=(--config "$work/preset.json")
-    [[ -n ${EVAL_METHODS-slim} ]] && eval_parallel "${config[@]}" --methods "${EVAL_METHODS-slim}" | tail -5
+    [[ -n ${EVAL_METHODS-slim} ]] && eval_parallel "$work/eval-calibrated" "${config[@]}" --methods "${EVAL_METHODS-slim}" | tail -5
     [[ -n $early ]] && wait "$early"
-    python3 benchmarks/eval_parallel.py --merge-only "$work/eval" >/dev/null && sed -n '/## Average/,/^Cells/p' "$work/eval/table.md"
+    for out in "$work/eval" "$work/eval-calibrated"; do
+        [[ -d $out/methods ]] || continue
+        [[ -d $work/eval/methods/full && $out != "$work/eval" ]] && rm -rf "$out/methods/full" && cp -r "$work/eval/methods/full" "$out/methods/"
+        python3 benchmarks/eval_parallel.py --merge-only "$out" >/dev/null && sed -n '/## Average/,/^Cells/p' "$out/table.md"
+    done
 fi
 tar -czf "$OUT/$label.tar.gz" -C /tmp/sliminfer-runs "$label"
 ls -l "$OUT"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 12 on the GPU machine, in one command (about 5 minutes on an H200):
+#   1. benchmarks/sparse_kernel_gpu.py at 128k: the mask check, the kernel at densities
+#      1.0 / 0.5 / 0.15 plus the adaptive mode's densities measured on real models, and the
+#      cost of each part of the pattern (--components);
+#   2. `sliminfer bench` TTFT at 32k and 128k, Llama-3.1-8B architecture with random bf16 weights
+#      (speed only): plain HF, slim, slim with fixed-density sparse prefill in the dense layers
+#      and in every layer, and the same for a cut at half depth (16:0.25), the accuracy-safe
+#      schedule. Each row's FLOP ideal counts the attention at the density computed.
+#
+# Usage: OUT=DIR benchmarks/sparse_gpu.sh [--dry-run]
+#   --dry-run         the same steps on CPU in a minute: small kernel shapes, tiny-llama at 2k
+#   ADAPTIVE_RESULTS  glob of eval results.json files whose 32k records of a sparse_prefill=adaptive
+#                     method give the densities timed in step 1 (default: this machine's
+#                     accuracy runs, /tmp/sliminfer-runs/*/eval/methods/*adaptive*/results.json)
+#   METHODS, LENGTHS  override step 2's methods and lengths
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH=src
+out=${OUT:?OUT}
+kernel=(--lengths 131072) model=llama-3.1-8b lengths=${LENGTHS:-32k,128k} floor=()
+if [[ ${1:-} == --dry-run ]]; then
+    kernel=(--tiny) model=tiny-llama lengths=2k floor=(--set min_prompt_tokens=0 --set sparse_min_tokens=0)
+fi
+
+densities=$(python3 - "${ADAPTIVE_RESULTS:-/tmp/sliminfer-runs/*/eval/methods/*adaptive*/results.json}" <<'PY'
+import glob, json, sys
+shares = []
+for path in glob.glob(sys.argv[1]):
+    records = json.load(open(path))["records"]
+    values = [r["sparse_density"] for r in records if r["length"] == 32768 and r.get("sparse_density") is not None]
+    if values:
+        shares.append(round(sum(values) / len(values), 3))
+        print(f"{path}: mean adaptive density at 32k {shares[-1]} over {len(values)} prompts", file=sys.stderr)
+print(",".join(map(str, sorted(set(shares)))))
+PY
+)
+python3 benchmarks/sparse_kernel_gpu.py --out "$out/sparse-kernel" --reps 3 "${kernel[@]}" --components \
+    ${densities:+--densities "$densities"} 2>&1 | tail -25
+
+half="preserve_layers=16;keep_schedule=16:0.25"
+methods=${METHODS:-"hf,slim,slim[sparse_prefill=fixed],slim[sparse_prefill=fixed;sparse_layers=all],slim[$half],slim[$half;sparse_prefill=fixed],slim[$half;sparse_prefill=fixed;sparse_layers=all]"}
+python3 -m sliminfer bench --model "$model" --lengths "$lengths" --methods "$methods" "${floor[@]}" \
+    --new-tokens 2 --repeats 2 --out "$out/sparse-bench" 2>&1 | tail -30
