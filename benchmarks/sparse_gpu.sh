@@ -18,9 +18,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src
 out=${OUT:?OUT}
-kernel=(--lengths 131072) model=llama-3.1-8b lengths=${LENGTHS:-32k,128k} floor=()
+kernel=(--lengths 131072) model=llama-3.1-8b lengths=${LENGTHS:-32k,128k} floor=() half=16
 if [[ ${1:-} == --dry-run ]]; then
-    kernel=(--tiny) model=tiny-llama lengths=2k floor=(--set min_prompt_tokens=0 --set sparse_min_tokens=0)
+    kernel=(--tiny) model=tiny-llama lengths=2k floor=(--set min_prompt_tokens=0 --set sparse_min_tokens=0) half=2
 fi
 
 densities=$(python3 - "${ADAPTIVE_RESULTS:-/tmp/sliminfer-runs/*/eval/methods/*adaptive*/results.json}" <<'PY'
@@ -38,7 +38,7 @@ PY
 python3 benchmarks/sparse_kernel_gpu.py --out "$out/sparse-kernel" --reps 3 "${kernel[@]}" --components \
     ${densities:+--densities "$densities"} 2>&1 | tail -25
 
-half="preserve_layers=16;keep_schedule=16:0.25"
+half="preserve_layers=$half;keep_schedule=$half:0.25"
 methods=${METHODS:-"hf,slim,slim[sparse_prefill=fixed],slim[sparse_prefill=fixed;sparse_layers=all],slim[$half],slim[$half;sparse_prefill=fixed],slim[$half;sparse_prefill=fixed;sparse_layers=all]"}
 python3 -m sliminfer bench --model "$model" --lengths "$lengths" --methods "$methods" "${floor[@]}" \
     --new-tokens 2 --repeats 2 --out "$out/sparse-bench" 2>&1 | tail -30

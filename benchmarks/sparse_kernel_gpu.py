@@ -8,13 +8,16 @@ heads, 8 KV heads, head dim 128, bf16, batch 1):
    against SDPA with the same pattern as a dense boolean mask (a torch bug once ignored sparse
    masks), and at density 1.0 against dense causal SDPA;
 2. speed: the attention op alone at 32k and 128k, dense cuDNN SDPA vs flex at block densities
-   1.0 / 0.5 / 0.15 (share of the causal blocks computed, per head).
+   1.0 / 0.5 / 0.15 (share of the causal blocks computed, per head), plus `--densities`;
+3. with `--components`: what a sparse layer spends besides the kernel, per part: the key-block
+   profile, the pattern (fixed 0.15 and adaptive 0.95) and the `BlockMask`.
 
 The pattern per query block i and head: the sink block 0, the diagonal block i (causal inside,
 the only partial block) and block i-1 always; the other blocks below the diagonal drawn at
 random up to the density (speed does not depend on which blocks are chosen, only on how many).
 
-Usage: python3 benchmarks/sparse_kernel_gpu.py --out DIR [--tiny]   (--tiny: CPU, small shapes)
+Usage: python3 benchmarks/sparse_kernel_gpu.py --out DIR [--tiny] [--components] [--densities 0.3,0.4]
+(--tiny: CPU, small shapes)
 Writes DIR/results.json and DIR/table.md after every measurement.
 """
 
@@ -32,7 +35,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import flex_attention
 
 from sliminfer.attention.sparse import SPARSE_BLOCK as BLOCK
-from sliminfer.attention.sparse import compiled_flex_attention, pattern_share, to_block_mask, token_mask
+from sliminfer.attention.sparse import (
+    block_pattern,
+    compiled_flex_attention,
+    key_block_profile,
+    pattern_share,
+    to_block_mask,
+    token_mask,
+)
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
 
@@ -81,6 +91,8 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="CPU, small shapes, no compile: checks the script")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--lengths", default="32768,131072", help="comma-separated token counts (CUDA)")
+    parser.add_argument("--densities", default="", help="more block densities to time, comma-separated")
+    parser.add_argument("--components", action="store_true", help="also time the profile, the pattern and the BlockMask")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cuda = not args.tiny
@@ -91,7 +103,8 @@ def main() -> int:
     flex = compiled_flex_attention() if cuda else flex_attention
     dense_backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if cuda else [SDPBackend.MATH]
     results: dict = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-                     "shape": {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "block": BLOCK}, "checks": [], "timings": []}
+                     "shape": {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "block": BLOCK}, "checks": [], "timings": [],
+                     "components": []}
 
     def save() -> None:
         with open(os.path.join(args.out, "results.json"), "w") as handle:
@@ -100,8 +113,10 @@ def main() -> int:
         for row in results["timings"]:
             lines.append(f"| {row['tokens']} | {row['kernel']} | {row['density']} | {row['ms']:.3f} | {row['speedup']:.2f}x |")
         checks = "\n".join(f"- {c}" for c in results["checks"])
+        parts = ["| tokens | part | ms |", "|---|---|---|"]
+        parts += [f"| {row['tokens']} | {row['part']} | {row['ms']:.3f} |" for row in results["components"]]
         with open(os.path.join(args.out, "table.md"), "w") as handle:
-            handle.write(f"{results['device']}, torch {results['torch']}\n\n{checks}\n\n" + "\n".join(lines) + "\n")
+            handle.write(f"{results['device']}, torch {results['torch']}\n\n{checks}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(parts) + "\n")
 
     def qkv(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = torch.Generator(device=device).manual_seed(n)
@@ -133,12 +148,29 @@ def main() -> int:
         base = timed_ms(lambda: dense(q, k, v), args.reps, cuda)
         results["timings"].append({"tokens": n, "kernel": "sdpa cudnn (dense causal)", "density": 1.0, "ms": base, "speedup": 1.0})
         save()
-        for density in (1.0, 0.5, 0.15):
+        extra = [float(d) for d in args.densities.split(",") if d.strip()]
+        for density in (1.0, 0.5, 0.15, *extra):
             pattern = random_pattern(-(-n // BLOCK), heads, density, device)
             mask = to_block_mask(pattern, n)
             actual = pattern_share(pattern).item()
             ms = timed_ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=True), args.reps, cuda)  # noqa: B023
             results["timings"].append({"tokens": n, "kernel": "flex (triton)", "density": round(actual, 3), "ms": ms, "speedup": base / ms})
+            save()
+        if args.components:
+            time_components(n, q, k)
+
+    def time_components(n: int, q: torch.Tensor, k: torch.Tensor) -> None:
+        """The per-layer work of a sparse layer besides the kernel, on this length's q and k."""
+        profile = key_block_profile(q, k, head_dim**-0.5)
+        pattern = block_pattern(profile, "fixed", 0.15, 0.95)
+        parts = {
+            "key_block_profile": lambda: key_block_profile(q, k, head_dim**-0.5),
+            "block_pattern fixed 0.15": lambda: block_pattern(profile, "fixed", 0.15, 0.95),
+            "block_pattern adaptive 0.95": lambda: block_pattern(profile, "adaptive", 0.15, 0.95),
+            "to_block_mask": lambda: to_block_mask(pattern, n),
+        }
+        for part, fn in parts.items():
+            results["components"].append({"tokens": n, "part": part, "ms": timed_ms(fn, args.reps, cuda)})
             save()
 
     for n in lengths:

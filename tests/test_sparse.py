@@ -10,6 +10,7 @@ from torch.nn.attention.flex_attention import flex_attention
 from sliminfer.attention.sdpa import causal_attention
 from sliminfer.attention.sparse import (
     SPARSE_BLOCK,
+    block_lists,
     block_pattern,
     key_block_profile,
     sparse_causal_attention,
@@ -54,6 +55,13 @@ def test_adaptive_pattern_keeps_the_fewest_blocks_holding_the_mass():
     assert chosen(pattern, 0, 6) == {0, 3, 5, 6}
     assert chosen(pattern, 0, 2) == {0, 1, 2}
     assert block_pattern(profile, "adaptive", 0.15, 1.0)[0, 0, 6].sum() == 7
+
+
+def test_block_lists_put_the_chosen_blocks_first_in_order():
+    chosen = torch.tensor([[False, True, False, True, True], [False] * 5, [True] * 5])
+    count, indices = block_lists(chosen)
+    assert count.tolist() == [3, 0, 5]
+    assert indices.tolist() == [[1, 3, 4, 0, 2], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
 
 
 def test_profile_is_the_last_queries_attention_per_key_block():
