@@ -79,11 +79,16 @@ def seed_from(merged_path: str, methods: list[str], out: str) -> None:
 
 
 def launch(eval_args: list[str], methods: list[str], out: str, gpus: list[str]) -> list[subprocess.Popen]:
+    """One eval process per method. Each gets a share of the host's cores for torch's CPU threads
+    (unless OMP_NUM_THREADS is set): by default every process would start one thread per core,
+    and a dozen processes on 16 cores then thrash on their host-side work."""
     processes = []
+    threads = str(max(1, (os.cpu_count() or 1) // len(methods)))
     for index, method in enumerate(methods):
         folder = method_folder(out, method)
         os.makedirs(folder, exist_ok=True)
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpus[index % len(gpus)])
+        env.setdefault("OMP_NUM_THREADS", threads)
         command = [sys.executable, "-c", CLI, "eval", *eval_args, "--methods", method, "--out", folder]
         log = open(os.path.join(folder, "eval.log"), "w", encoding="utf-8")  # noqa: SIM115 (lives with the process)
         processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))

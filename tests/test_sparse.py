@@ -2,6 +2,7 @@
 the prefill with it switched on."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from torch.nn.attention.flex_attention import flex_attention
 
 from sliminfer.attention.sdpa import causal_attention
 from sliminfer.attention.sparse import (
+    LOCAL_BAND,
     SPARSE_BLOCK,
     block_lists,
     block_pattern,
@@ -55,6 +57,35 @@ def test_adaptive_pattern_keeps_the_fewest_blocks_holding_the_mass():
     assert chosen(pattern, 0, 6) == {0, 3, 5, 6}
     assert chosen(pattern, 0, 2) == {0, 1, 2}
     assert block_pattern(profile, "adaptive", 0.15, 1.0)[0, 0, 6].sum() == 7
+
+
+def reference_row(scores, row, last, mode, density, mass):
+    """Query block `row`'s key blocks, the plain way: sort the visible ones, take the top ones."""
+    if row == last:
+        return set(range(row + 1))
+    order = sorted(range(row + 1), key=lambda col: -scores[col])
+    if mode == "fixed":
+        count = math.ceil(density * (row + 1))
+    else:
+        count, running = 0, 0.0
+        while running < mass * sum(scores[: row + 1]):
+            running += scores[order[count]]
+            count += 1
+    return set(order[:count]) | {0} | set(range(max(row - LOCAL_BAND, 0), row + 1))
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 7, 19])
+@pytest.mark.parametrize("mode, density, mass", [("fixed", 0.25, 0.9), ("fixed", 0.5, 0.9), ("adaptive", 0.25, 0.5), ("adaptive", 0.25, 0.9)])
+def test_pattern_equals_a_per_row_sort(n_blocks, mode, density, mass):
+    profile = torch.rand(2, 3, n_blocks, generator=torch.Generator().manual_seed(n_blocks))
+    assert all(len(set(head.tolist())) == n_blocks for head in profile.flatten(0, 1))
+    pattern = block_pattern(profile, mode, density, mass)
+    for batch in range(2):
+        for head in range(3):
+            scores = profile[batch, head].tolist()
+            for row in range(n_blocks):
+                got = set(torch.nonzero(pattern[batch, head, row]).flatten().tolist())
+                assert got == reference_row(scores, row, n_blocks - 1, mode, density, mass), (batch, head, row)
 
 
 def test_block_lists_put_the_chosen_blocks_first_in_order():

@@ -410,12 +410,12 @@ PRESETS: dict[tuple[str, int, int], SlimConfig] = {
     ("qwen2", 24, 896): SlimConfig(
         preserve_layers=8, keep_schedule=((8, 0.5), (12, 0.25)), score_layers=((7,), (11,)), unit_pool_kernel=3
     ),
-    # Qwen2.5-Coder-1.5B-Instruct (28 layers), from the per-task probe in
-    # benchmarks/results/cpu/qwen1.5b-probe (EVAL.md section 0.5), not yet verified on RULER:
-    # early layers find number needles by their key but not the names along a variable chain;
-    # layer 9 finds those at keep 0.25, layer 16 at keep 0.1. 0.48 of full's prefill FLOPs at 32k.
-    # Calibrate's pick from number needles alone (3:0.1 by 2) kept 0.93 of full and lost vt.
+    # Qwen2.5-Coder-1.5B-Instruct (28 layers): calibrate v2's pick (needle, vartrack and qa
+    # probes; benchmarks/results/h200/qwen1.5b-ruler-v3/preset.json, EVAL.md section 0.6), 0.48
+    # of full's prefill FLOPs at 32k: 1.00 of full on RULER over 169 samples, 32k only partly
+    # measured. Early layers find number needles by their key but not the names along a
+    # variable chain, which layer 9 finds at keep 0.5 and layer 17 at keep 0.1.
     ("qwen2", 28, 1536): SlimConfig(
-        preserve_layers=10, keep_schedule=((10, 0.5), (17, 0.15)), score_layers=((9,), (16,)), unit_pool_kernel=3
+        preserve_layers=10, keep_schedule=((10, 0.5), (18, 0.1)), score_layers=((9,), (17,)), unit_pool_kernel=3
     ),
 }
