@@ -32,15 +32,19 @@ def tiny_folder(tmp_path_factory) -> Path:
     return folder
 
 
+def run_two_ranks(script: str, tiny_folder: Path, out: Path) -> object:
+    """`script FOLDER OUT` on 2 gloo ranks under torchrun; what rank 0 wrote to OUT."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]), "OMP_NUM_THREADS": "1"}
+    command = [*parallel.LAUNCHER, "--standalone", "--nproc-per-node=2", str(TESTS / script), str(tiny_folder), str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 def test_two_gloo_ranks_match_one_process(tiny_folder, tmp_path):
     import tp_worker
 
-    out = tmp_path / "ranks.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]), "OMP_NUM_THREADS": "1"}
-    command = [*parallel.LAUNCHER, "--standalone", "--nproc-per-node=2", str(TESTS / "tp_worker.py"), str(tiny_folder), str(out)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = json.loads(out.read_text())
+    ranks = run_two_ranks("tp_worker.py", tiny_folder, tmp_path / "ranks.json")
     single = tp_worker.run(str(tiny_folder))
     assert ranks[0] == ranks[1] == single
     assert len(single["slim"]["kept"][-1]) < tp_worker.PROMPT_TOKENS  # the schedule really prunes
@@ -89,12 +93,22 @@ def test_tp_more_than_the_gpus(capsys, monkeypatch):
     assert "--tp 4: only 2 GPU(s) visible on this machine" in line
 
 
-def test_serve_refuses_tensor_parallelism(capsys, monkeypatch):
-    line = _one_error_line(capsys, "serve", "--model", "unused", "--tp", "2")
-    assert "serve does not run tensor-parallel yet" in line
+def test_other_subcommands_refuse_torchrun(capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    assert "serve does not run tensor-parallel yet" in _one_error_line(capsys, "serve", "--model", "unused")
+    line = _one_error_line(capsys, "eval", "--model", "unused", "--out", "unused")
+    assert "eval does not run tensor-parallel yet: only generate and bench and serve" in line
+
+
+def test_serving_ranks_follow_rank_0(tiny_folder, tmp_path):
+    """serve's protocol on 2 gloo ranks: rank 0 runs requests the other rank follows (one fails
+    on both ranks, one is cancelled by rank 0 alone mid-way), then ends the followers' loop."""
+    import tp_serve_worker
+
+    served = run_two_ranks("tp_serve_worker.py", tiny_folder, tmp_path / "served.json")
+    assert served["greedy"] == tp_serve_worker.single_process(str(tiny_folder))
+    assert served["error"] == "too long" and served["after_error"] == served["greedy"]
+    assert served["cancelled"] == {"finish_reason": "cancelled", "tokens": tp_serve_worker.CANCEL_AFTER}
 
 
 def test_without_tp():

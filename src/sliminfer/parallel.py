@@ -143,6 +143,18 @@ def broadcast(value: Any) -> Any:
     return box[0]
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is True on any of them: a decision one rank makes alone
+    (rank 0's client cancelled) that every rank must take at the same step (False without
+    parallelism unless `flag`)."""
+    if not is_distributed():
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    votes = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())
+
+
 def shared_seed(seed: int | None) -> int | None:
     """A sampling seed every rank shares: `seed`, or one rank 0 draws (None without parallelism,
     where the global generator is used as before)."""

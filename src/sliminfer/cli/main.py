@@ -2,7 +2,7 @@
 
 Each subcommand module exposes `add_parser(subparsers)` and `run(args) -> int`. Modules are
 imported lazily so `sliminfer info` does not pay for the server's or the plotter's imports.
-`--tp N` (generate, bench; serve refuses it) relaunches the same command under torchrun on N
+`--tp N` (generate, bench, serve) relaunches the same command under torchrun on N
 tensor-parallel ranks.
 """
 
@@ -21,7 +21,7 @@ from .. import parallel
 from ..errors import UserError
 
 SUBCOMMANDS = ("generate", "demo", "info", "bench", "eval", "calibrate", "serve")
-TENSOR_PARALLEL_SUBCOMMANDS = ("generate", "bench")
+TENSOR_PARALLEL_SUBCOMMANDS = ("generate", "bench", "serve")
 """The subcommands that run under torchrun, one tensor-parallel rank per process."""
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from .. import parallel
 from ..errors import UserError
 from ..serve.engine import DEFAULT_MAX_QUEUE
 from .options import add_config_options, add_model_options, add_parallel_options, resolve_config
@@ -58,11 +59,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UserError(f"sliminfer serve needs the serve extra ({exc}): pip install 'sliminfer[serve]'") from None
     from ..loading import load_model
+    from ..serve.engine import model_runner
+    from ..serve.tensor_parallel import follow, leader, stop_followers
 
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     config = resolve_config(args, loaded.default_config)
     config.check_model(loaded.model.config.num_hidden_layers)
-    app = create_app(loaded, config, api_key=args.api_key, max_queue=args.max_queue)
+    if not parallel.is_main():
+        follow(model_runner(loaded))
+        return 0
+    runner = leader(model_runner(loaded)) if parallel.is_distributed() else None
+    app = create_app(loaded, config, api_key=args.api_key, max_queue=args.max_queue, runner=runner)
     if not args.api_key and not _is_loopback(args.host):
         logger.warning("serving on %s without --api-key: anyone who reaches this port can use it", args.host)
     auth = ", API key required" if args.api_key else ""
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         log_level="info" if args.verbose else "warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    if parallel.is_distributed():
+        stop_followers()
     return 0
 
 
