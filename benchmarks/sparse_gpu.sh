@@ -39,6 +39,6 @@ python3 benchmarks/sparse_kernel_gpu.py --out "$out/sparse-kernel" --reps 3 "${k
     ${densities:+--densities "$densities"} 2>&1 | tail -25
 
 half="preserve_layers=$half;keep_schedule=$half:0.25"
-methods=${METHODS:-"hf,slim,slim[sparse_prefill=fixed],slim[sparse_prefill=fixed;sparse_layers=all],slim[$half],slim[$half;sparse_prefill=fixed],slim[$half;sparse_prefill=fixed;sparse_layers=all]"}
+methods=${METHODS:-"hf,slim,slim[sparse_prefill=fixed],slim[sparse_prefill=fixed;sparse_estimate=block_means],slim[sparse_prefill=fixed;sparse_layers=all],slim[$half],slim[$half;sparse_prefill=fixed],slim[$half;sparse_prefill=fixed;sparse_layers=all]"}
 python3 -m sliminfer bench --model "$model" --lengths "$lengths" --methods "$methods" "${floor[@]}" \
     --new-tokens 2 --repeats 2 --out "$out/sparse-bench" 2>&1 | tail -30

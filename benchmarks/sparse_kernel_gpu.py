@@ -10,7 +10,8 @@ heads, 8 KV heads, head dim 128, bf16, batch 1):
 2. speed: the attention op alone at 32k and 128k, dense cuDNN SDPA vs flex at block densities
    1.0 / 0.5 / 0.15 (share of the causal blocks computed, per head), plus `--densities`;
 3. with `--components`: what a sparse layer spends besides the kernel, per part: the key-block
-   profile, the pattern (fixed 0.15 and adaptive 0.95) and the `BlockMask`.
+   profile, the pattern (fixed 0.15 and adaptive 0.95), the `BlockMask`, and the per-row
+   estimate (`block_mean_scores`) with its sorted pattern.
 
 The pattern per query block i and head: the sink block 0, the diagonal block i (causal inside,
 the only partial block) and block i-1 always; the other blocks below the diagonal drawn at
@@ -36,10 +37,12 @@ from torch.nn.attention.flex_attention import flex_attention
 
 from sliminfer.attention.sparse import SPARSE_BLOCK as BLOCK
 from sliminfer.attention.sparse import (
+    block_mean_scores,
     block_pattern,
     compiled_flex_attention,
     key_block_profile,
     pattern_share,
+    row_block_pattern,
     to_block_mask,
     token_mask,
 )
@@ -163,11 +166,14 @@ def main() -> int:
         """The per-layer work of a sparse layer besides the kernel, on this length's q and k."""
         profile = key_block_profile(q, k, head_dim**-0.5)
         pattern = block_pattern(profile, "fixed", 0.15, 0.95)
+        row_scores = block_mean_scores(q, k, head_dim**-0.5)
         parts = {
             "key_block_profile": lambda: key_block_profile(q, k, head_dim**-0.5),
             "block_pattern fixed 0.15": lambda: block_pattern(profile, "fixed", 0.15, 0.95),
             "block_pattern adaptive 0.95": lambda: block_pattern(profile, "adaptive", 0.15, 0.95),
             "to_block_mask": lambda: to_block_mask(pattern, n),
+            "block_mean_scores": lambda: block_mean_scores(q, k, head_dim**-0.5),
+            "row_block_pattern fixed 0.15": lambda: row_block_pattern(row_scores, "fixed", 0.15, 0.95),
         }
         for part, fn in parts.items():
             results["components"].append({"tokens": n, "part": part, "ms": timed_ms(fn, args.reps, cuda)})

@@ -13,8 +13,10 @@ from sliminfer.attention.sparse import (
     LOCAL_BAND,
     SPARSE_BLOCK,
     block_lists,
+    block_mean_scores,
     block_pattern,
     key_block_profile,
+    row_block_pattern,
     sparse_causal_attention,
     to_block_mask,
     token_mask,
@@ -88,6 +90,27 @@ def test_pattern_equals_a_per_row_sort(n_blocks, mode, density, mass):
                 assert got == reference_row(scores, row, n_blocks - 1, mode, density, mass), (batch, head, row)
 
 
+@pytest.mark.parametrize("n_blocks", [1, 2, 9, 33])
+@pytest.mark.parametrize("mode", ["fixed", "adaptive"])
+def test_a_ranking_per_row_equals_the_shared_one_when_the_rows_agree(n_blocks, mode):
+    profile = torch.rand(2, 3, n_blocks, generator=torch.Generator().manual_seed(n_blocks))
+    per_row = profile[:, :, None, :].expand(-1, -1, n_blocks, -1)
+    assert torch.equal(row_block_pattern(per_row, mode, 0.3, 0.8), block_pattern(profile, mode, 0.3, 0.8))
+
+
+def test_block_mean_scores_are_the_block_means_softmax_over_causal_blocks():
+    q, k, _ = qkv(300)
+    scores = block_mean_scores(q, k, 0.25)
+    assert scores.shape == (1, 4, 3, 3)
+    bounds = [(0, 128), (128, 256), (256, 300)]
+    for head in range(4):
+        for row, (qs, qe) in enumerate(bounds):
+            q_mean = q[0, head, qs:qe].mean(0)
+            logits = torch.stack([q_mean @ k[0, head // 2, ks:ke].mean(0) * 0.25 for ks, ke in bounds[: row + 1]])
+            torch.testing.assert_close(scores[0, head, row, : row + 1], logits.softmax(0))
+            assert not scores[0, head, row, row + 1 :].any()
+
+
 def test_block_lists_put_the_chosen_blocks_first_in_order():
     chosen = torch.tensor([[False, True, False, True, True], [False] * 5, [True] * 5])
     count, indices = block_lists(chosen)
@@ -143,11 +166,16 @@ def test_prefill_with_density_one_equals_plain_slim(tiny):
     assert sparse.sparse_share == {0: pytest.approx(1.0)} and plain.sparse_share == {}
 
 
-def test_prefill_with_a_sparse_pattern_records_its_share(tiny):
-    config = dataclasses.replace(TINY_SLIM, sparse_prefill="fixed", sparse_density=0.1, sparse_min_tokens=0, sparse_layers="all")
+@pytest.mark.parametrize("estimate", ["last_queries", "block_means"])
+def test_prefill_with_a_sparse_pattern_records_its_share(tiny, estimate):
+    config = dataclasses.replace(
+        TINY_SLIM, sparse_prefill="fixed", sparse_density=0.1, sparse_min_tokens=0, sparse_layers="all", sparse_estimate=estimate
+    )
     result, _ = run_prefill(tiny, random_ids(900, seed=6), config)
     assert set(result.sparse_share) == {0, 1, 2, 3}
     assert 0.0 < result.sparse_share[0] < 1.0
+    dense, _ = run_prefill(tiny, random_ids(900, seed=6), dataclasses.replace(config, sparse_density=1.0))
+    assert not torch.allclose(result.logits, dense.logits)
 
 
 @pytest.mark.parametrize("update, message", [
@@ -156,6 +184,7 @@ def test_prefill_with_a_sparse_pattern_records_its_share(tiny):
     ({"sparse_mass": 1.5}, "sparse_mass"),
     ({"sparse_layers": "some"}, "sparse_layers"),
     ({"sparse_min_tokens": -1}, "sparse_min_tokens"),
+    ({"sparse_estimate": "oracle"}, "sparse_estimate"),
 ])
 def test_bad_sparse_settings_are_one_line_errors(update, message):
     with pytest.raises(ConfigError, match=message):

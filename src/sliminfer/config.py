@@ -26,6 +26,7 @@ SCORE_COMBINES = ("max", "sum")
 KV_OFFLOADS = ("none", "cpu")
 SPARSE_PREFILLS = ("off", "fixed", "adaptive")
 SPARSE_LAYERS = ("dense", "all")
+SPARSE_ESTIMATES = ("last_queries", "block_means")
 
 Schedule = tuple[tuple[int, float], ...]
 ScoreLayers = tuple[tuple[int, ...], ...]
@@ -110,6 +111,11 @@ class SlimConfig:
             estimate and the mask cost more than they save on short prefills.
         sparse_layers: `dense`: the layers before the first cut (every prompt token); `all`: the
             slim layers too.
+        sparse_estimate: how key blocks are ranked: `last_queries`, one ranking per head from
+            the layer's last 64 queries' attention, shared by every query block; `block_means`,
+            per query block, its mean query against each key block's mean key (on real models
+            within 0.5% of the best ranking, 3-5 points of attention above `last_queries`;
+            BENCHMARKS.md section 6.1; its speed on the GPU is not yet measured).
         prefill_chunk_tokens: prefill runs each layer's MLP, whose activations are the largest
             (3 x intermediate size per token), on at most this many tokens at a time, which
             bounds peak memory on long prompts at no cost in speed; 0 = all tokens at once.
@@ -143,6 +149,7 @@ class SlimConfig:
     sparse_mass: float = 0.95
     sparse_min_tokens: int = 16384
     sparse_layers: str = "dense"
+    sparse_estimate: str = "last_queries"
     prefill_chunk_tokens: int = 16384
 
     def __post_init__(self) -> None:
@@ -186,6 +193,7 @@ class SlimConfig:
         _check_int("prefill_chunk_tokens", self.prefill_chunk_tokens, 0)
         _check_choice("sparse_prefill", self.sparse_prefill, SPARSE_PREFILLS)
         _check_choice("sparse_layers", self.sparse_layers, SPARSE_LAYERS)
+        _check_choice("sparse_estimate", self.sparse_estimate, SPARSE_ESTIMATES)
         _check_int("sparse_min_tokens", self.sparse_min_tokens, 0)
         _check_share("sparse_density", self.sparse_density, zero_allowed=False)
         _check_share("sparse_mass", self.sparse_mass, zero_allowed=False)

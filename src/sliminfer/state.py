@@ -30,7 +30,7 @@ class ForwardState:
         score_keys: layer -> how many leading keys the window queries score (default: all);
             decode scores only a score layer's prompt keys, not the generated ones.
         sparse_layers: layers whose prefill attention is block-sparse (`LayerPlan.sparse_layers`),
-            with `sparse_mode`, `sparse_density` and `sparse_mass` as in `SlimConfig`.
+            with `sparse_mode`, `sparse_density`, `sparse_mass` and `sparse_estimate` as in `SlimConfig`.
         sparse_share: filled by the attention function: layer -> 0-dim tensor, the share of
             causal blocks it computed (a tensor, so recording it does not sync the device).
         kv_valid_lengths: `[num_layers]` int64, set only by the CUDA-graph decoder, whose
@@ -50,6 +50,7 @@ class ForwardState:
     sparse_mode: str = "off"
     sparse_density: float = 0.15
     sparse_mass: float = 0.95
+    sparse_estimate: str = "last_queries"
     sparse_share: dict[int, torch.Tensor] = field(default_factory=dict)
     kv_valid_lengths: torch.Tensor | None = None
 
@@ -77,4 +78,5 @@ class ForwardState:
             sparse_mode=config.sparse_prefill,
             sparse_density=config.sparse_density,
             sparse_mass=config.sparse_mass,
+            sparse_estimate=config.sparse_estimate,
         )

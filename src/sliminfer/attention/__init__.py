@@ -23,7 +23,7 @@ from .. import parallel
 from ..scoring import window_unit_scores
 from ..state import ForwardState
 from .sdpa import causal_attention, single_query_attention
-from .sparse import block_pattern, key_block_profile, pattern_share, sparse_causal_attention
+from .sparse import estimated_pattern, pattern_share, sparse_causal_attention
 
 ATTENTION_KEY = "sliminfer"
 
@@ -60,8 +60,7 @@ def sliminfer_attention(
             aggregate=parallel.aggregate_heads,
         )
     if slim is not None and module.layer_idx in slim.sparse_layers and 1 < query.shape[2] == key.shape[2]:
-        profile = key_block_profile(query, key, scale)
-        pattern = block_pattern(profile, slim.sparse_mode, slim.sparse_density, slim.sparse_mass)
+        pattern = estimated_pattern(query, key, scale, slim.sparse_estimate, slim.sparse_mode, slim.sparse_density, slim.sparse_mass)
         slim.sparse_share[module.layer_idx] = pattern_share(pattern)
         return sparse_causal_attention(query, key, value, scale, pattern), None
     if slim is not None and slim.kv_valid_lengths is not None:

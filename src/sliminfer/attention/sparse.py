@@ -7,9 +7,10 @@ key block (a "vertical" profile, per head, computed exactly for those queries). 
 then attends to
 - the sink block (block 0), its own block (causal inside) and the `LOCAL_BAND` blocks before it
   (the local diagonal band);
-- the key blocks the profile ranks highest among those it may see: a fixed share of them
-  (`sparse_prefill="fixed"`, `sparse_density`, for speed runs) or the fewest whose profile mass
-  reaches `sparse_mass` (`"adaptive"`);
+- the key blocks the estimate ranks highest among those it may see: a fixed share of them
+  (`sparse_prefill="fixed"`, `sparse_density`, for speed runs) or the fewest whose estimated
+  mass reaches `sparse_mass` (`"adaptive"`). `sparse_estimate="block_means"` ranks per query
+  block instead, by its mean query against each key block's mean key (`block_mean_scores`);
 - and the final query block attends densely: the cut's scoring window (the last queries) and
   the next token's logits read from it.
 
@@ -75,9 +76,7 @@ def block_pattern(profile: torch.Tensor, mode: str, density: float, mass: float)
     """
     n_blocks = profile.shape[-1]
     rows = torch.arange(n_blocks, device=profile.device)[:, None]
-    cols = torch.arange(n_blocks, device=profile.device)[None, :]
-    causal = cols <= rows
-    forced = causal & ((cols == 0) | (rows - cols <= LOCAL_BAND) | (rows == n_blocks - 1))
+    causal, forced = causal_and_forced(n_blocks, profile.device)
     order = profile.argsort(dim=-1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(-1, order, torch.arange(n_blocks, device=profile.device).expand_as(order))
     above = rank[..., None, :] < rank[..., :, None]  # [.., j, k]: k ranks above j
@@ -91,6 +90,64 @@ def block_pattern(profile: torch.Tensor, mode: str, density: float, mass: float)
         total = weights.cumsum(-1)[..., :, None]  # [.., i, 1]: row i's visible mass
         chosen = ahead < mass * total.clamp(min=1e-30)
     return chosen & causal | forced
+
+
+def causal_and_forced(n_blocks: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[n_blocks, n_blocks]` bool each: the causal (query block, key block) pairs, and those
+    always computed (the sink, the local band and diagonal, the whole final query block)."""
+    rows = torch.arange(n_blocks, device=device)[:, None]
+    cols = torch.arange(n_blocks, device=device)[None, :]
+    causal = cols <= rows
+    return causal, causal & ((cols == 0) | (rows - cols <= LOCAL_BAND) | (rows == n_blocks - 1))
+
+
+def block_mean_scores(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
+    """`[batch, heads, n_blocks, n_blocks]` float32: per query block, the softmax over its causal
+    key blocks of its mean query against each key block's mean key.
+
+    A ranking per query block (the last queries' profile is one ranking for all of them), at the
+    cost of a `[blocks, head_dim] x [head_dim, blocks]` product per head.
+    """
+    batch, heads, n, dim = query.shape
+    group = heads // key.shape[1]
+    n_blocks = math.ceil(n / SPARSE_BLOCK)
+    counts = torch.bincount(torch.arange(n, device=key.device) // SPARSE_BLOCK, minlength=n_blocks).clamp(min=1)
+
+    def block_means(x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x.float(), (0, 0, 0, n_blocks * SPARSE_BLOCK - n))
+        return padded.view(*x.shape[:2], n_blocks, SPARSE_BLOCK, dim).sum(3) / counts[:, None]
+
+    keys = block_means(key).repeat_interleave(group, dim=1)
+    scores = (block_means(query) @ keys.transpose(-1, -2)) * scaling
+    causal, _ = causal_and_forced(n_blocks, key.device)
+    return scores.masked_fill(~causal, float("-inf")).softmax(-1)
+
+
+def row_block_pattern(scores: torch.Tensor, mode: str, density: float, mass: float) -> torch.Tensor:
+    """`block_pattern` for a ranking per query block: `scores` `[batch, heads, n_blocks, n_blocks]`
+    (row i ranks the key blocks for query block i). A sort per row."""
+    n_blocks = scores.shape[-1]
+    causal, forced = causal_and_forced(n_blocks, scores.device)
+    ordered, order = scores.float().masked_fill(~causal, -1.0).sort(dim=-1, descending=True, stable=True)
+    if mode == "fixed":
+        rows = torch.arange(n_blocks, device=scores.device)[:, None]
+        keep = torch.arange(n_blocks, device=scores.device) < torch.ceil(density * (rows + 1).float())
+    else:
+        weights = ordered.clamp(min=0.0)
+        ahead = weights.cumsum(-1) - weights
+        keep = ahead < mass * weights.sum(-1, keepdim=True).clamp(min=1e-30)
+    chosen = torch.zeros_like(causal.expand_as(order)).scatter_(-1, order, keep.expand_as(order))
+    return chosen & causal | forced
+
+
+def estimated_pattern(
+    query: torch.Tensor, key: torch.Tensor, scaling: float, estimate: str, mode: str, density: float, mass: float
+) -> torch.Tensor:
+    """The pattern of one layer's prefill: `[batch, heads, n_blocks, n_blocks]` bool, from the
+    last queries' profile or the block means (`SlimConfig.sparse_estimate`)."""
+    if estimate == "block_means":
+        return row_block_pattern(block_mean_scores(query, key, scaling), mode, density, mass)
+    return block_pattern(key_block_profile(query, key, scaling), mode, density, mass)
 
 
 def pattern_share(pattern: torch.Tensor) -> torch.Tensor:
