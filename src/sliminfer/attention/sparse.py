@@ -65,8 +65,9 @@ def block_pattern(profile: torch.Tensor, mode: str, density: float, mass: float)
 
     Query block i ranks the key blocks it may see (0..i) by the head's profile, which is the
     same for every row: so block j's rank in row i is the number of visible blocks the profile
-    puts above j, a cumulative count along the key axis. No per-row sort (at 128k a sort of
-    `[heads, 1024, 1024]` scores per layer cost tens of milliseconds on an H200).
+    puts above j, a cumulative count along the key axis. No per-row sort: at 128k on an H200 the
+    sorted version's pattern and block lists cost about 60 ms per layer, this one with its
+    `BlockMask` about 5 (BENCHMARKS.md section 6.1).
 
     Args:
         profile: `[batch, heads, n_blocks]` key-block scores (`key_block_profile`).
