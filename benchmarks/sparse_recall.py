@@ -7,7 +7,8 @@ mass kept by patterns built from different estimates, at the same density:
 - `last64`: the library's estimate, the last 64 queries' attention per key block, one profile
   per head for every row (`sparse.key_block_profile`);
 - `pooled`: per query block, the mean query of the block against each key block's mean key
-  (a per-row estimate, as MInference / FlexPrefill pool);
+  (a per-row estimate, as MInference / FlexPrefill pool; the library's
+  `sparse.block_mean_scores`, `sparse_estimate=block_means`);
 - `oracle`: the true mass itself (the best any estimate can do at that density).
 Forced blocks (sink, band, diagonal) are kept in every pattern.
 
@@ -24,7 +25,13 @@ import math
 import torch
 from transformers import AttentionInterface
 
-from sliminfer.attention.sparse import LOCAL_BAND, SPARSE_BLOCK, key_block_profile
+from sliminfer.attention.sparse import (
+    LOCAL_BAND,
+    SPARSE_BLOCK,
+    block_mean_scores,
+    causal_and_forced,
+    key_block_profile,
+)
 from sliminfer.cli.options import parse_lengths
 from sliminfer.eval.backend import ModelBackend
 from sliminfer.eval.ruler import ruler_source
@@ -72,26 +79,12 @@ def true_mass(query: torch.Tensor, key: torch.Tensor, row: int, scaling: float) 
     return mass / mass.sum(-1, keepdim=True)
 
 
-def pooled_scores(query: torch.Tensor, key: torch.Tensor, row: int, scaling: float) -> torch.Tensor:
-    """`[heads, n_blocks]`: the row's mean query against each key block's mean key."""
-    n, group = key.shape[2], query.shape[1] // key.shape[1]
-    n_blocks = math.ceil(n / SPARSE_BLOCK)
-    q = query[0, :, row * SPARSE_BLOCK : (row + 1) * SPARSE_BLOCK].float().mean(1)
-    k = key[0].float().repeat_interleave(group, 0)
-    padded = torch.zeros(k.shape[0], n_blocks * SPARSE_BLOCK, k.shape[-1])
-    padded[:, :n] = k
-    counts = torch.bincount(torch.arange(n) // SPARSE_BLOCK, minlength=n_blocks).clamp(min=1)
-    k_mean = padded.view(k.shape[0], n_blocks, SPARSE_BLOCK, -1).sum(2) / counts[None, :, None]
-    return ((q[:, None, :] * k_mean).sum(-1) * scaling).softmax(-1)
-
-
-def kept_mass(truth: torch.Tensor, estimate: torch.Tensor, row: int, density: float) -> float:
-    """Mean over heads of the true mass in the forced blocks plus the `density` share of the row's
-    causal blocks the estimate ranks highest."""
+def kept_mass(truth: torch.Tensor, estimate: torch.Tensor, forced: torch.Tensor, row: int, density: float) -> float:
+    """Mean over heads of the true mass in the forced blocks (`[n_blocks, n_blocks]` bool, from
+    `sparse.causal_and_forced`) plus the `density` share of the row's causal blocks the estimate
+    ranks highest."""
     visible = row + 1
-    forced = torch.zeros(visible, dtype=torch.bool)
-    forced[0] = True
-    forced[max(row - LOCAL_BAND, 0) :] = True
+    forced = forced[row, :visible]
     count = math.ceil(density * visible)
     ranked = estimate[:, :visible].masked_fill(forced, float("inf")).argsort(-1, descending=True)
     keep = torch.zeros(truth.shape[0], visible, dtype=torch.bool).scatter_(1, ranked[:, : max(count, int(forced.sum()))], True)
@@ -125,14 +118,16 @@ def main() -> int:
         query, key = query.cpu(), key.cpu()
         scaling = query.shape[-1] ** -0.5
         profile = key_block_profile(query, key, scaling)[0].float()
+        pooled = block_mean_scores(query, key, scaling)[0]
+        _, forced = causal_and_forced(n_blocks, query.device)
         per_density = {}
         for density in densities:
             sums = {"last64": 0.0, "pooled": 0.0, "oracle": 0.0}
             for row in rows:
                 truth = true_mass(query, key, row, scaling)
-                estimates = {"last64": profile, "pooled": pooled_scores(query, key, row, scaling), "oracle": truth}
+                estimates = {"last64": profile, "pooled": pooled[:, row], "oracle": truth}
                 for name, estimate in estimates.items():
-                    sums[name] += kept_mass(truth, estimate, row, density) / len(rows)
+                    sums[name] += kept_mass(truth, estimate, forced, row, density) / len(rows)
             per_density[density] = sums
             print(f"| {layer} | {density} | {sums['last64']:.3f} | {sums['pooled']:.3f} | {sums['oracle']:.3f} |", flush=True)
         report["layers"][layer] = per_density

@@ -1,9 +1,18 @@
-"""`KVStats`: where one generation's KV cache lived and what moving it cost (part of `--json`)."""
+"""What one generation measured beside its timings: `KVStats`, where its KV cache lived and
+what moving it cost (part of `--json`), and `sparse_prefill_density`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+
+def sparse_prefill_density(per_layer: Sequence[float] | None) -> tuple[float, int] | None:
+    """`(mean share, layers)` over the block-sparse prefill layers of a per-layer attention
+    density (`GenerationResult.attention_density_per_layer`); None when no layer was sparse."""
+    sparse = [share for share in per_layer or () if share < 1.0]
+    return (sum(sparse) / len(sparse), len(sparse)) if sparse else None
 
 
 @dataclass

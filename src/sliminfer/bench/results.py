@@ -16,6 +16,7 @@ from typing import Any
 from .. import parallel
 from ..errors import UserError
 from ..methods import KINDS, kind_of
+from ..metrics import sparse_prefill_density
 from ..models import ModelShape
 from ..report import line_plot, markdown_table, read_json, write_json
 from ..schedule import UNPRUNED_NOTE
@@ -240,9 +241,9 @@ def row_note(
     notes = [model_note] if model_note else []
     if kind_of(method) == "slim" and all(k == length for k in kept_tokens_per_layer):
         notes.append(UNPRUNED_NOTE)
-    sparse = [share for share in attention_density or [] if share < 1.0]
+    sparse = sparse_prefill_density(attention_density)
     if sparse:
-        notes.append(f"sparse prefill: attention density {sum(sparse) / len(sparse):.3f} in {len(sparse)} layers")
+        notes.append(f"sparse prefill: attention density {sparse[0]:.3f} in {sparse[1]} layers")
     return "; ".join(notes) or None
 
 

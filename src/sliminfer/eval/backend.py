@@ -6,6 +6,7 @@ from ..errors import UserError
 from ..generate import SamplingParams, encode_prompt, generate
 from ..loading import LoadedModel
 from ..methods import Method
+from ..metrics import sparse_prefill_density
 from .longbench import TokenCodec
 from .runner import Answer
 from .sample import ChatFormatter, Sample, render
@@ -61,7 +62,7 @@ class ModelBackend:
             sampling=SamplingParams(max_new_tokens=sample.max_new_tokens, stop=sample.stop),
         )
         kept = result.kept_tokens_per_layer
-        sparse = [share for share in result.attention_density_per_layer if share < 1.0]
+        sparse = sparse_prefill_density(result.attention_density_per_layer)
         return Answer(
             text=result.text,
             prompt=prompt,
@@ -70,5 +71,5 @@ class ModelBackend:
             finish_reason=result.finish_reason,
             ttft_s=result.ttft_s,
             prefill_fraction=sum(kept) / (len(kept) * result.prompt_tokens) if kept else 1.0,
-            sparse_density=sum(sparse) / len(sparse) if sparse else None,
+            sparse_density=sparse[0] if sparse else None,
         )

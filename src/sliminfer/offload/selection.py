@@ -180,9 +180,10 @@ def _group(
     group_ids = block_ids_of(group_positions, block)[0]
     retained_tokens = int(group_positions.shape[-1])
     forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
-    active, clamped = active_block_count(config.decode_budget, len(group_ids), int(forced.sum()), floor_blocks(config))
+    n_forced = int(forced.sum())
+    active, clamped = active_block_count(config.decode_budget, len(group_ids), n_forced, floor_blocks(config))
     prior = None if cut_scores is None else cut_scores[0, group_ids.to(cut_scores.device)].float().cpu()
-    pinned = pinned_blocks(prior, forced, pin_count(config.decode_pin, active, int(forced.sum())))
+    pinned = pinned_blocks(prior, forced, pin_count(config.decode_pin, active, n_forced))
     candidates = torch.searchsorted(block_ids_of(score_positions, block)[0], group_ids)
     initial = forced.nonzero().flatten()
     return SelectionGroup(score_layer, layers, candidates, forced, pinned, active, retained_tokens, initial), clamped
@@ -206,9 +207,10 @@ def pinned_blocks(prior: torch.Tensor | None, forced: torch.Tensor, count: int) 
 def lagged_prior(kept_positions: list[torch.Tensor], plan: LayerPlan, block_size: int) -> torch.Tensor:
     """`[n_blocks]` float rank of every prompt block before any decode query has scored them.
 
-    Prefill does not return its scores, only what they kept, so the rank is the number of cuts
-    that kept the block (the top blocks by the window queries; deeper cuts keep the best of
-    them), ties broken towards later blocks (recency, the usual prior of decode attention).
+    The rank is the number of cuts that kept the block (the top blocks by the window queries;
+    deeper cuts keep the best of them), ties broken towards later blocks (recency, the usual
+    prior of decode attention); the pinned blocks, the first cut's best by its scores, join the
+    initial set whatever their rank.
     When `active_blocks` equals the blocks the first cut kept (a budget equal to its keep
     fraction, up to rounding), the top of this rank is exactly prefill's choice.
     """
