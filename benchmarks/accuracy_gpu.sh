@@ -38,7 +38,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 from sliminfer.cli.main import main
 sys.exit(main(sys.argv[1:]))'
 resume=()
-[[ -n ${RESUME_FROM:-} ]] && resume=(--resume-from "$RESUME_FROM")
+for from in ${RESUME_FROM:-}; do resume+=(--resume-from "$from"); done
 eval_parallel() {  # OUT, then eval arguments
     local out=$1
     shift

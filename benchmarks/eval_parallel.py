@@ -11,14 +11,15 @@ is calibrated, then the preset's methods with --config). TTFT in such a run is m
 other processes share the GPU: quote it only as a rough figure.
 
 Usage:
-    python3 benchmarks/eval_parallel.py [--gpus 0,1] [--time-limit S] [--resume-from RESULTS] -- EVAL_ARGS...
+    python3 benchmarks/eval_parallel.py [--gpus 0,1] [--time-limit S] [--resume-from RESULTS ...] -- EVAL_ARGS...
     python3 benchmarks/eval_parallel.py --merge-only OUT
 EVAL_ARGS are `sliminfer eval`'s, with `--methods LIST` and `--out DIR` among them. After
 --time-limit seconds each process is interrupted (it saves what it has) and the merge covers
-what finished. --resume-from takes a merged results.json of an earlier run (e.g. a committed
-one): `full`, whose answers no sliminfer setting changes, starts from that run's records when
-it has no folder yet, so only its missing samples run (eval checks the run's identity: suite,
-model path, seed, chat).
+what finished. --resume-from (repeatable) takes a merged results.json of an earlier run (e.g. a
+committed one): a method with no folder yet starts from that run's records of the same label, so only its
+missing samples run. Eval checks the run's identity (suite, model path, seed, chat) and reuses
+a record only where its config equals the one the label resolves to now (every knob spelled
+out, `methods.config_key`): a slim label whose preset has changed since runs again.
 """
 
 from __future__ import annotations
@@ -61,21 +62,22 @@ def method_folder(out: str, label: str) -> str:
     return os.path.join(out, "methods", name)
 
 
-def seed_from(merged_path: str, methods: list[str], out: str) -> None:
-    """Start `full`'s folder, if it has no results yet, from `merged_path`'s records of full
-    (the only configless method: a slim label's config may differ between runs)."""
-    merged = read_json(merged_path)
-    settings = merged["settings"]
+def seed_from(merged_paths: list[str], methods: list[str], out: str) -> None:
+    """Start each method's folder, if it has no results yet, from the records of the same label
+    in `merged_paths` (eval then reuses those whose config still matches)."""
+    merged = [read_json(path) for path in merged_paths]
     for label in methods:
         path = os.path.join(method_folder(out, label), "results.json")
-        records = [record for record in merged["records"] if record["method"] == label and record["config"] is None]
+        sources = [run for run in merged if label in run["settings"]["methods"]]
+        records = [record for run in sources for record in run["records"] if record["method"] == label]
         if not records or os.path.exists(path):
             continue
+        settings = sources[0]["settings"]
         own = dict(settings, methods={label: settings["methods"][label]}, command=settings["method_commands"][label])
         own.pop("method_commands")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json(path, {"settings": own, "environment": merged["environment"], "records": records})
-        print(f"eval_parallel.py: {label} resumes from {len(records)} records of {merged_path}", flush=True)
+        write_json(path, {"settings": own, "environment": sources[0]["environment"], "records": records})
+        print(f"eval_parallel.py: {label} resumes from {len(records)} records of {len(sources)} run(s)", flush=True)
 
 
 def launch(eval_args: list[str], methods: list[str], out: str, gpus: list[str]) -> list[subprocess.Popen]:
@@ -141,7 +143,9 @@ def main() -> int:
     parser.add_argument("--gpus", default="0", help="comma-separated GPU ids, methods assigned round-robin")
     parser.add_argument("--time-limit", type=float, default=0.0, help="seconds before the processes are interrupted")
     parser.add_argument("--merge-only", metavar="OUT", help="only merge OUT/methods/* into OUT and write the reports")
-    parser.add_argument("--resume-from", metavar="RESULTS", help="a merged results.json whose records new method folders start from")
+    parser.add_argument(
+        "--resume-from", metavar="RESULTS", action="append", default=[], help="a merged results.json whose records new method folders start from (repeatable)"
+    )
     parser.add_argument("eval_args", nargs=argparse.REMAINDER, help="-- then sliminfer eval's arguments")
     args = parser.parse_args()
     command = ["python3", "benchmarks/eval_parallel.py", *sys.argv[1:]]

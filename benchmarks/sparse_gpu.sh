@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 12 on the GPU machine, in one command (about 5 minutes on an H200):
 #   1. benchmarks/sparse_kernel_gpu.py at 128k: the mask check, the kernel at densities
-#      1.0 / 0.5 / 0.15 plus the adaptive mode's densities measured on real models, and the
-#      cost of each part of the pattern (--components);
+#      1.0 / 0.5 / 0.15 plus the adaptive mode's densities measured on real models, the
+#      cost of each part of the pattern (--components), and flex's kernel options (--sweep):
+#      step 2 runs with the fastest (SLIMINFER_FLEX_KERNEL_OPTIONS);
 #   2. `sliminfer bench` TTFT at 32k and 128k, Llama-3.1-8B architecture with random bf16 weights
 #      (speed only): plain HF, slim, slim with fixed-density sparse prefill in the dense layers
 #      and in every layer, and the same for a cut at half depth (16:0.25), the accuracy-safe
@@ -35,8 +36,12 @@ for path in glob.glob(sys.argv[1]):
 print(",".join(map(str, sorted(set(shares)))))
 PY
 )
-python3 benchmarks/sparse_kernel_gpu.py --out "$out/sparse-kernel" --reps 3 "${kernel[@]}" --components \
-    ${densities:+--densities "$densities"} 2>&1 | tail -25
+python3 benchmarks/sparse_kernel_gpu.py --out "$out/sparse-kernel" --reps 3 "${kernel[@]}" --components --sweep \
+    ${densities:+--densities "$densities"} 2>&1 | tail -40
+if [[ -s $out/sparse-kernel/best_kernel_options.json ]]; then
+    export SLIMINFER_FLEX_KERNEL_OPTIONS=$(cat "$out/sparse-kernel/best_kernel_options.json")
+    echo "bench with SLIMINFER_FLEX_KERNEL_OPTIONS=$SLIMINFER_FLEX_KERNEL_OPTIONS"
+fi
 
 half="preserve_layers=$half;keep_schedule=$half:0.25"
 methods=${METHODS:-"hf,slim,slim[sparse_prefill=fixed],slim[sparse_prefill=fixed;sparse_estimate=block_means],slim[sparse_prefill=fixed;sparse_layers=all],slim[$half],slim[$half;sparse_prefill=fixed],slim[$half;sparse_prefill=fixed;sparse_layers=all]"}

@@ -11,13 +11,16 @@ heads, 8 KV heads, head dim 128, bf16, batch 1):
    1.0 / 0.5 / 0.15 (share of the causal blocks computed, per head), plus `--densities`;
 3. with `--components`: what a sparse layer spends besides the kernel, per part: the key-block
    profile, the pattern (fixed 0.15 and adaptive 0.95), the `BlockMask`, and the per-row
-   estimate (`block_mean_scores`) with its sorted pattern.
+   estimate (`block_mean_scores`) with its sorted pattern;
+4. with `--sweep`: flex's kernel options (`KERNEL_CANDIDATES`, tile sizes, TMA) at density 0.15
+   on the last length, each checked against the masked reference first; the fastest goes to
+   DIR/best_kernel_options.json (what `SLIMINFER_FLEX_KERNEL_OPTIONS` takes).
 
 The pattern per query block i and head: the sink block 0, the diagonal block i (causal inside,
 the only partial block) and block i-1 always; the other blocks below the diagonal drawn at
 random up to the density (speed does not depend on which blocks are chosen, only on how many).
 
-Usage: python3 benchmarks/sparse_kernel_gpu.py --out DIR [--tiny] [--components] [--densities 0.3,0.4]
+Usage: python3 benchmarks/sparse_kernel_gpu.py --out DIR [--tiny] [--components] [--sweep] [--densities 0.3,0.4]
 (--tiny: CPU, small shapes)
 Writes DIR/results.json and DIR/table.md after every measurement.
 """
@@ -40,6 +43,7 @@ from sliminfer.attention.sparse import (
     block_mean_scores,
     block_pattern,
     compiled_flex_attention,
+    flex_kernel_options,
     key_block_profile,
     pattern_share,
     row_block_pattern,
@@ -48,6 +52,16 @@ from sliminfer.attention.sparse import (
 )
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
+KERNEL_CANDIDATES: list[dict] = [
+    {},
+    {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "num_stages": 2},
+    {"USE_TMA": True},
+    {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "num_stages": 2, "USE_TMA": True},
+    {"BLOCK_M": 64, "BLOCK_N": 128, "num_warps": 4, "num_stages": 3},
+    {"PRESCALE_QK": True},
+]
+"""Options tried by --sweep, each on top of the library's own (`flex_kernel_options`: flex's
+default tiles for the GPU, plus ROWS_GUARANTEED_SAFE)."""
 
 
 def random_pattern(n_blocks: int, heads: int, density: float, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -96,6 +110,7 @@ def main() -> int:
     parser.add_argument("--lengths", default="32768,131072", help="comma-separated token counts (CUDA)")
     parser.add_argument("--densities", default="", help="more block densities to time, comma-separated")
     parser.add_argument("--components", action="store_true", help="also time the profile, the pattern and the BlockMask")
+    parser.add_argument("--sweep", action="store_true", help="time flex's kernel options (KERNEL_CANDIDATES) at density 0.15")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cuda = not args.tiny
@@ -105,9 +120,10 @@ def main() -> int:
     check_len, lengths = (4096, tuple(int(n) for n in args.lengths.split(","))) if cuda else (512, (1024,))
     flex = compiled_flex_attention() if cuda else flex_attention
     dense_backends = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION] if cuda else [SDPBackend.MATH]
+    options = flex_kernel_options(torch.cuda.get_device_capability()) if cuda else {}
     results: dict = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-                     "shape": {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "block": BLOCK}, "checks": [], "timings": [],
-                     "components": []}
+                     "shape": {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "block": BLOCK}, "kernel_options": options,
+                     "checks": [], "timings": [], "components": [], "sweep": []}
 
     def save() -> None:
         with open(os.path.join(args.out, "results.json"), "w") as handle:
@@ -118,8 +134,11 @@ def main() -> int:
         checks = "\n".join(f"- {c}" for c in results["checks"])
         parts = ["| tokens | part | ms |", "|---|---|---|"]
         parts += [f"| {row['tokens']} | {row['part']} | {row['ms']:.3f} |" for row in results["components"]]
+        sweep = ["| tokens | kernel options | density | max abs error vs masked SDPA | ms |", "|---|---|---|---|---|"]
+        sweep += [f"| {r['tokens']} | `{json.dumps(r['options'])}` | {r['density']} | {r['error']} | {r['ms']} |" for r in results["sweep"]]
         with open(os.path.join(args.out, "table.md"), "w") as handle:
-            handle.write(f"{results['device']}, torch {results['torch']}\n\n{checks}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(parts) + "\n")
+            handle.write(f"{results['device']}, torch {results['torch']}, kernel options {json.dumps(options)}\n\n{checks}\n\n"
+                         + "\n".join(lines) + "\n\n" + "\n".join(parts) + "\n\n" + "\n".join(sweep) + "\n")
 
     def qkv(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = torch.Generator(device=device).manual_seed(n)
@@ -135,7 +154,7 @@ def main() -> int:
     q, k, v = qkv(check_len)
     for density in (1.0, 0.3):
         pattern = random_pattern(-(-check_len // BLOCK), heads, density, device)
-        sparse = flex(q, k, v, block_mask=to_block_mask(pattern, check_len), enable_gqa=True)
+        sparse = flex(q, k, v, block_mask=to_block_mask(pattern, check_len), enable_gqa=True, kernel_options=options)
         reference = F.scaled_dot_product_attention(q, k, v, attn_mask=token_mask(pattern, check_len), enable_gqa=True)
         error = (sparse.float() - reference.float()).abs().max().item()
         vs_dense = (sparse.float() - dense(q, k, v).float()).abs().max().item()
@@ -156,7 +175,7 @@ def main() -> int:
             pattern = random_pattern(-(-n // BLOCK), heads, density, device)
             mask = to_block_mask(pattern, n)
             actual = pattern_share(pattern).item()
-            ms = timed_ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=True), args.reps, cuda)  # noqa: B023
+            ms = timed_ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=True, kernel_options=options), args.reps, cuda)  # noqa: B023
             results["timings"].append({"tokens": n, "kernel": "flex (triton)", "density": round(actual, 3), "ms": ms, "speedup": base / ms})
             save()
         if args.components:
@@ -179,10 +198,39 @@ def main() -> int:
             results["components"].append({"tokens": n, "part": part, "ms": timed_ms(fn, args.reps, cuda)})
             save()
 
+    def sweep_kernel_options(n: int) -> None:
+        """Each candidate checked at `check_len`, then timed at `n` (a fresh compile each)."""
+        small, large = qkv(check_len), qkv(n)
+        small_pattern = random_pattern(-(-check_len // BLOCK), heads, 0.3, device)
+        reference = F.scaled_dot_product_attention(*small, attn_mask=token_mask(small_pattern, check_len), enable_gqa=True)
+        pattern = random_pattern(-(-n // BLOCK), heads, 0.15, device)
+        mask = to_block_mask(pattern, n)
+        for candidate in KERNEL_CANDIDATES:
+            tried = {**options, **candidate}
+            row = {"tokens": n, "options": tried, "density": round(pattern_share(pattern).item(), 3), "error": None, "ms": None}
+            torch._dynamo.reset()
+            run = torch.compile(flex_attention) if cuda else flex_attention
+            try:
+                got = run(*small, block_mask=to_block_mask(small_pattern, check_len), enable_gqa=True, kernel_options=tried)
+                row["error"] = f"{(got.float() - reference.float()).abs().max().item():.2e}"
+                row["ms"] = round(timed_ms(lambda: run(*large, block_mask=mask, enable_gqa=True, kernel_options=tried), args.reps, cuda), 3)  # noqa: B023
+            except Exception as error:  # noqa: BLE001 (a candidate the compiler rejects is a result)
+                row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+            results["sweep"].append(row)
+            save()
+        timed = [row for row in results["sweep"] if row["ms"] is not None and float(row["error"]) < 0.05]
+        if timed:
+            best = min(timed, key=lambda row: row["ms"])
+            with open(os.path.join(args.out, "best_kernel_options.json"), "w") as handle:
+                json.dump(best["options"], handle)
+            print(f"fastest kernel options: {json.dumps(best['options'])} ({best['ms']} ms)")
+
     for n in lengths:
         time_length(n)
         if cuda:
             torch.cuda.empty_cache()
+    if args.sweep:
+        sweep_kernel_options(lengths[-1])
     print(open(os.path.join(args.out, "table.md")).read())
     return 0
 

@@ -10,11 +10,13 @@ from torch.nn.attention.flex_attention import flex_attention
 
 from sliminfer.attention.sdpa import causal_attention
 from sliminfer.attention.sparse import (
+    KERNEL_OPTIONS_ENV,
     LOCAL_BAND,
     SPARSE_BLOCK,
     block_lists,
     block_mean_scores,
     block_pattern,
+    flex_kernel_options,
     key_block_profile,
     row_block_pattern,
     sparse_causal_attention,
@@ -22,6 +24,7 @@ from sliminfer.attention.sparse import (
     token_mask,
 )
 from sliminfer.config import ConfigError, SlimConfig
+from sliminfer.errors import UserError
 from sliminfer.generate import SamplingParams, generate
 from sliminfer.schedule import LayerPlan
 from test_prefill import run_prefill
@@ -123,6 +126,12 @@ def test_profile_is_the_last_queries_attention_per_key_block():
     profile = key_block_profile(q, k, 0.25)
     assert profile.shape == (1, 4, 3)
     torch.testing.assert_close(profile.sum(-1), torch.full((1, 4), 64.0))
+    want = torch.zeros(4, 300)
+    for head in range(4):
+        for position in range(300 - 64, 300):
+            logits = q[0, head, position] @ k[0, head // 2, : position + 1].T * 0.25
+            want[head, : position + 1] += logits.softmax(0)
+    torch.testing.assert_close(profile[0], torch.nn.functional.pad(want, (0, 84)).view(4, 3, SPARSE_BLOCK).sum(-1))
 
 
 @pytest.mark.parametrize("n", [256, 300])
@@ -199,3 +208,18 @@ def test_generation_reports_the_attention_density_per_layer(tiny):
     assert 0.0 < result.attention_density_per_layer[0] < 1.0 and result.attention_density_per_layer[1:] == [1.0] * 3
     plain = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=TINY_SLIM, sampling=sampling)
     assert plain.attention_density_per_layer == [1.0] * 4
+
+
+def test_kernel_options_default_tuned_and_overridden(monkeypatch):
+    flex_kernel_options.cache_clear()
+    monkeypatch.delenv(KERNEL_OPTIONS_ENV, raising=False)
+    assert flex_kernel_options((1, 0)) == {"ROWS_GUARANTEED_SAFE": True}
+    flex_kernel_options.cache_clear()
+    monkeypatch.setenv(KERNEL_OPTIONS_ENV, '{"BLOCK_N": 128, "num_warps": 8}')
+    assert flex_kernel_options((9, 0)) == {"ROWS_GUARANTEED_SAFE": True, "BLOCK_N": 128, "num_warps": 8}
+    for text, problem in (("{BLOCK_N: 128}", "is not JSON"), ("[1]", "expected a JSON object")):
+        flex_kernel_options.cache_clear()
+        monkeypatch.setenv(KERNEL_OPTIONS_ENV, text)
+        with pytest.raises(UserError, match=problem):
+            flex_kernel_options((9, 0))
+    flex_kernel_options.cache_clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 import transformers
 
 from . import __version__, parallel
+from .attention.sparse import KERNEL_OPTIONS_ENV
 
 
 def device_name(device: torch.device | str) -> str:
@@ -34,8 +36,10 @@ def git_revision() -> str | None:
 
 def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     """Versions, device, date and git revision as a JSON-ready dict. Under tensor parallelism
-    `tp` is the number of ranks and the device reads e.g. '2 x NVIDIA H200'."""
+    `tp` is the number of ranks and the device reads e.g. '2 x NVIDIA H200'. A FlexAttention
+    kernel-options override in the environment is recorded too (it changes sparse speed)."""
     tp = parallel.world_size()
+    overrides = {KERNEL_OPTIONS_ENV: os.environ[KERNEL_OPTIONS_ENV]} if KERNEL_OPTIONS_ENV in os.environ else {}
     return {
         "sliminfer": __version__,
         "torch": torch.__version__,
@@ -45,4 +49,5 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "tp": tp,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git": git_revision(),
+        **overrides,
     }

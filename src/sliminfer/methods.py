@@ -51,8 +51,10 @@ class Method:
 
 
 def config_key(config: dict[str, Any] | None) -> str:
-    """A config dict as canonical JSON ("null" for full)."""
-    return json.dumps(config, sort_keys=True)
+    """A config dict as canonical JSON ("null" for full), every knob spelled out: a record
+    written before a knob existed matches the same config today (a new knob's default keeps the
+    old behaviour)."""
+    return json.dumps(SlimConfig.from_dict(config).to_dict() if config is not None else None, sort_keys=True)
 
 
 def split_top_level(text: str) -> list[str]:

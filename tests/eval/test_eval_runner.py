@@ -91,6 +91,26 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, words):
     assert again.calls == 2 * 2 * 2
 
 
+def test_resume_reuses_records_older_than_a_knob_but_not_a_changed_config(tmp_path, words):
+    store = _run(tmp_path, words, FakeBackend(), samples=1)
+    path = tmp_path / "results.json"
+    saved = json.loads(path.read_text())
+    for record in saved["records"]:
+        if record["config"] is not None:
+            del record["config"]["sparse_estimate"]  # as written before the knob existed
+    path.write_text(json.dumps(saved))
+    again = FakeBackend()
+    _run(tmp_path, words, again, samples=1)
+    assert again.calls == 0 and len(store.records) == 8
+    for record in saved["records"]:
+        if record["config"] is not None:
+            record["config"]["window"] += 1  # another config: those answers run again
+    path.write_text(json.dumps(saved))
+    changed = FakeBackend()
+    _run(tmp_path, words, changed, samples=1)
+    assert changed.calls == 4
+
+
 def test_records_hold_what_was_asked_and_scored(tmp_path, words):
     store = _run(tmp_path, words, FakeBackend(), samples=1)
     full = next(r for r in store.records if r["method"] == "full" and r["task"] == "passkey")

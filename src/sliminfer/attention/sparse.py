@@ -24,11 +24,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
+import os
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+from ..errors import UserError
 
 SPARSE_BLOCK = 128
 """Tokens per sparse-attention block (FlexAttention's tile)."""
@@ -36,6 +41,11 @@ ESTIMATE_QUERIES = 64
 """Last queries whose attention estimates each head's key-block profile."""
 LOCAL_BAND = 1
 """Key blocks before the diagonal that every query block attends to."""
+KERNEL_OPTIONS_ENV = "SLIMINFER_FLEX_KERNEL_OPTIONS"
+"""Environment variable: a JSON object of FlexAttention kernel options that replaces the tuned
+ones (`flex_kernel_options`), for tuning another GPU with `benchmarks/sparse_kernel_gpu.py --sweep`."""
+TUNED_KERNEL_OPTIONS: dict[tuple[int, int], dict[str, Any]] = {}
+"""Tile options per CUDA compute capability, where a sweep beat flex's own defaults."""
 
 
 def key_block_profile(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -50,13 +60,14 @@ def key_block_profile(query: torch.Tensor, key: torch.Tensor, scaling: float) ->
     group = heads // kv_heads
     window = min(ESTIMATE_QUERIES, n)
     n_blocks = math.ceil(n / SPARSE_BLOCK)
-    causal = torch.arange(n, device=key.device)[None, :] <= torch.arange(n - window, n, device=key.device)[:, None]
+    # Only the last `window` keys can lie after one of these queries: mask that corner alone.
+    future = torch.ones(window, window, dtype=torch.bool, device=key.device).triu(1)
     profile = torch.zeros(batch, heads, n_blocks * SPARSE_BLOCK, device=key.device, dtype=torch.float32)
     for kv in range(kv_heads):
         last = query[:, kv * group : (kv + 1) * group, -window:]
-        scores = (last @ key[:, kv : kv + 1].transpose(-1, -2)).float() * scaling
-        probs = scores.masked_fill(~causal, float("-inf")).softmax(-1)
-        profile[:, kv * group : (kv + 1) * group, :n] = probs.sum(2)
+        scores = (last @ key[:, kv : kv + 1].transpose(-1, -2)).float().mul_(scaling)
+        scores[..., n - window :].masked_fill_(future, float("-inf"))
+        profile[:, kv * group : (kv + 1) * group, :n] = scores.softmax(-1).sum(2)
     return profile.view(batch, heads, n_blocks, SPARSE_BLOCK).sum(-1)
 
 
@@ -176,13 +187,19 @@ _Q_BLOCKS_OPTIONAL = "compute_q_blocks" in inspect.signature(BlockMask.from_kv_b
 
 def to_block_mask(pattern: torch.Tensor, n: int) -> BlockMask:
     """A FlexAttention `BlockMask` for `pattern` over `n` tokens: diagonal blocks partial
-    (causal inside), every other chosen block full (the kernel evaluates no mask there)."""
-    diagonal = torch.eye(pattern.shape[-1], dtype=torch.bool, device=pattern.device)
+    (causal inside), every other chosen block full (the kernel evaluates no mask there).
+
+    Row i's only partial block is block i, so its list is built directly (no `block_lists`).
+    """
+    n_blocks = pattern.shape[-1]
+    diagonal = torch.eye(n_blocks, dtype=torch.bool, device=pattern.device)
 
     def causal_in_pattern(b, h, q_idx, kv_idx):
         return (q_idx >= kv_idx) & pattern[b, h, q_idx // SPARSE_BLOCK, kv_idx // SPARSE_BLOCK]
 
-    partial_num, partial_idx = block_lists(pattern & diagonal)
+    partial_num = pattern.diagonal(dim1=-2, dim2=-1).int()
+    cols = torch.arange(n_blocks, device=pattern.device, dtype=torch.int32)
+    partial_idx = ((cols[None, :] + cols[:, None]) % n_blocks).expand_as(pattern).contiguous()  # row i starts with i
     full_num, full_idx = block_lists(pattern & ~diagonal)
     forward_only = {"compute_q_blocks": False} if _Q_BLOCKS_OPTIONAL else {}
     return BlockMask.from_kv_blocks(
@@ -194,6 +211,26 @@ def token_mask(pattern: torch.Tensor, n: int) -> torch.Tensor:
     """`[batch, heads, n, n]` bool: the token-level mask `pattern` means (causal included)."""
     expanded = pattern.repeat_interleave(SPARSE_BLOCK, -2).repeat_interleave(SPARSE_BLOCK, -1)[..., :n, :n]
     return expanded & torch.ones(n, n, dtype=torch.bool, device=pattern.device).tril()
+
+
+@functools.cache
+def flex_kernel_options(capability: tuple[int, int]) -> dict[str, Any]:
+    """FlexAttention's kernel options on a GPU of compute `capability`.
+
+    `ROWS_GUARANTEED_SAFE`: every row computes its diagonal block, so no row is fully masked and
+    the kernel may skip that check. Then the capability's tuned tiles, or the JSON object in
+    `KERNEL_OPTIONS_ENV` instead of them.
+    """
+    text = os.environ.get(KERNEL_OPTIONS_ENV)
+    if text is None:
+        return {"ROWS_GUARANTEED_SAFE": True, **TUNED_KERNEL_OPTIONS.get(capability, {})}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{KERNEL_OPTIONS_ENV}={text!r} is not JSON: {error}") from None
+    if not isinstance(options, dict):
+        raise UserError(f"{KERNEL_OPTIONS_ENV}={text!r}: expected a JSON object of FlexAttention kernel options")
+    return {"ROWS_GUARANTEED_SAFE": True, **options}
 
 
 @functools.cache
@@ -213,7 +250,9 @@ def sparse_causal_attention(
     n = query.shape[2]
     gqa = key.shape[1] != query.shape[1]
     if query.is_cuda:
-        out = compiled_flex_attention()(query, key, value, block_mask=to_block_mask(pattern, n), scale=scaling, enable_gqa=gqa)
+        options = flex_kernel_options(torch.cuda.get_device_capability(query.device))
+        mask = to_block_mask(pattern, n)
+        out = compiled_flex_attention()(query, key, value, block_mask=mask, scale=scaling, enable_gqa=gqa, kernel_options=options)
     else:
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=token_mask(pattern, n), scale=scaling, enable_gqa=gqa)
     return out.transpose(1, 2).contiguous()

@@ -72,4 +72,5 @@ class ModelBackend:
             ttft_s=result.ttft_s,
             prefill_fraction=sum(kept) / (len(kept) * result.prompt_tokens) if kept else 1.0,
             sparse_density=sparse[0] if sparse else None,
+            decode_ms_per_token=result.decode_ms_per_token,
         )

@@ -27,6 +27,7 @@ class Answer:
             (layers x prompt tokens): 1.0 for full, the prefill cost share for slim.
         sparse_density: the mean share of causal attention the block-sparse prefill layers
             computed (None: no layer was block-sparse).
+        decode_ms_per_token: mean wall time of a decode step (None: the backend does not time it).
     """
 
     text: str
@@ -37,6 +38,7 @@ class Answer:
     ttft_s: float
     prefill_fraction: float
     sparse_density: float | None = None
+    decode_ms_per_token: float | None = None
 
 
 class Backend(Protocol):
@@ -91,6 +93,7 @@ def make_record(sample: Sample, method: Method, answer: Answer) -> dict[str, Any
         "finish_reason": answer.finish_reason,
         "prefill_fraction": answer.prefill_fraction,
         "sparse_density": answer.sparse_density,
+        "decode_ms_per_token": answer.decode_ms_per_token,
     }
 
 
