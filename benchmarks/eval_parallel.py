@@ -35,6 +35,7 @@ import time
 
 from sliminfer.config import SlimConfig
 from sliminfer.eval.evaluate import write_reports
+from sliminfer.eval.results import record_key
 from sliminfer.methods import Method, kind_of, split_top_level
 from sliminfer.report import read_json, write_json
 
@@ -64,12 +65,13 @@ def method_folder(out: str, label: str) -> str:
 
 def seed_from(merged_paths: list[str], methods: list[str], out: str) -> None:
     """Start each method's folder, if it has no results yet, from the records of the same label
-    in `merged_paths` (eval then reuses those whose config still matches)."""
+    in `merged_paths`, one per result key, the first file's where several have it (eval then
+    reuses those whose config still matches)."""
     merged = [read_json(path) for path in merged_paths]
     for label in methods:
         path = os.path.join(method_folder(out, label), "results.json")
         sources = [run for run in merged if label in run["settings"]["methods"]]
-        records = [record for run in sources for record in run["records"] if record["method"] == label]
+        records = list({record_key(r): r for run in reversed(sources) for r in run["records"] if r["method"] == label}.values())
         if not records or os.path.exists(path):
             continue
         settings = sources[0]["settings"]

@@ -139,6 +139,7 @@ def evaluate(
     work = plan_work(source, tasks, spec.lengths, spec.samples)
     os.makedirs(out_dir, exist_ok=True)
     store = ResultStore(out_dir, settings(spec, tasks, loaded.name), environment(loaded.device))
+    store.save()  # this run's settings (its methods' configs) even if every answer is reused
     on_step = progress(len(work) * len(spec.methods)) if progress else None
     try:
         run_eval(work, spec.methods, source, backend, store, on_step)
