@@ -36,7 +36,7 @@ import time
 from sliminfer.config import SlimConfig
 from sliminfer.eval.evaluate import write_reports
 from sliminfer.eval.results import record_key
-from sliminfer.methods import Method, kind_of, split_top_level
+from sliminfer.methods import Method, config_key, kind_of, split_top_level
 from sliminfer.report import read_json, write_json
 
 # The CLI with SIGINT raising KeyboardInterrupt: eval then saves its table and exits 130.
@@ -129,7 +129,13 @@ def merge(out: str, command: list[str]) -> str:
     settings = dict(parts[0]["settings"], command=command)
     settings["methods"] = {label: config for part in parts for label, config in part["settings"]["methods"].items()}
     settings["method_commands"] = {label: part["settings"]["command"] for part in parts for label in part["settings"]["methods"]}
-    records = [record for part in parts for record in part["records"]]
+    # A folder seeded by --resume-from may hold records of a config its label no longer means.
+    records = [
+        record
+        for part in parts
+        for record in part["records"]
+        if config_key(record["config"]) == config_key(part["settings"]["methods"][record["method"]])
+    ]
     write_json(os.path.join(out, "results.json"), {"settings": settings, "environment": parts[0]["environment"], "records": records})
     methods = [
         Method(label, kind_of(label), SlimConfig.from_dict(config) if config else None)
