@@ -16,6 +16,7 @@ from sliminfer.attention.sparse import (
     block_lists,
     block_mean_scores,
     block_pattern,
+    estimated_pattern,
     flex_kernel_options,
     key_block_profile,
     row_block_pattern,
@@ -173,6 +174,13 @@ def test_prefill_with_density_one_equals_plain_slim(tiny):
     sparse, _ = run_prefill(tiny, ids, config)
     torch.testing.assert_close(sparse.logits, plain.logits, rtol=1e-5, atol=1e-5)
     assert sparse.sparse_share == {0: pytest.approx(1.0)} and plain.sparse_share == {}
+
+
+@pytest.mark.parametrize("mode", ["fixed", "adaptive"])
+def test_block_means_pattern_built_per_kv_head_equals_all_heads_at_once(mode):
+    q, k, _ = qkv(700, seed=3)
+    whole = row_block_pattern(block_mean_scores(q, k, 0.25), mode, 0.3, 0.9)
+    assert torch.equal(estimated_pattern(q, k, 0.25, "block_means", mode, 0.3, 0.9), whole)
 
 
 @pytest.mark.parametrize("estimate", ["last_queries", "block_means"])

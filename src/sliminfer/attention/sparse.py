@@ -160,9 +160,22 @@ def estimated_pattern(
     query: torch.Tensor, key: torch.Tensor, scaling: float, estimate: str, mode: str, density: float, mass: float
 ) -> torch.Tensor:
     """The pattern of one layer's prefill: `[batch, heads, n_blocks, n_blocks]` bool, from the
-    last queries' profile or the block means (`SlimConfig.sparse_estimate`)."""
+    last queries' profile or the block means (`SlimConfig.sparse_estimate`).
+
+    The block means' scores and their sort are `[heads, n_blocks, n_blocks]` (float32 and int64:
+    about 1 GiB at 128k tokens for 32 heads), so they are built one KV head's query group at a
+    time and only the bool patterns are kept.
+    """
     if estimate == "block_means":
-        return row_block_pattern(block_mean_scores(query, key, scaling), mode, density, mass)
+        kv_heads = key.shape[1]
+        group = query.shape[1] // kv_heads
+        return torch.cat(
+            [
+                row_block_pattern(block_mean_scores(query[:, kv * group : (kv + 1) * group], key[:, kv : kv + 1], scaling), mode, density, mass)
+                for kv in range(kv_heads)
+            ],
+            dim=1,
+        )
     return block_pattern(key_block_profile(query, key, scaling), mode, density, mass)
 
 
