@@ -12,8 +12,9 @@
 #                $EVAL_METHODS (default slim) with --config preset.json into eval-calibrated/
 #                (its own table: "slim" there is calibrate's pick, in eval/ the built-in default),
 #                where full's folder is copied at the end. $EVAL_LENGTHS (8k,16k,32k),
-#                $EVAL_SAMPLES (10) per task and length, $EVAL_ARGS appended; $RESUME_FROM, a
-#                merged results.json of an earlier run, lets full start from its records.
+#                $EVAL_SAMPLES (10) per task and length, $EVAL_ARGS appended; $RESUME_FROM,
+#                merged results.json files of earlier runs (space-separated), lets each method
+#                start from their records of its label where its config is unchanged.
 #   GPUS      GPU ids for this model (default 0); calibration runs on the first.
 #   DEADLINE  epoch seconds when every eval process is interrupted (default: now + 540).
 #   DEVICE, DTYPE  default cuda, bfloat16 (cpu, float32 to try the script here).
