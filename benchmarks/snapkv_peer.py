@@ -318,11 +318,21 @@ def render(rows: list[Row], kv_checked: int) -> str:
     labels = [HEADERS[m] for m in METHODS]
     text = (
         "# SnapKV (kvpress 0.5.5) vs slim at slim's KV share\n\n"
-        "Scores in [0, 1], mean over the prompts answered by all three methods (n per cell).\n\n"
+        "Scores in [0, 1], mean over the prompts answered by all three methods (n per cell); "
+        "relative scores are over those same prompts (— where full scores 0).\n\n"
     )
     text += table(
-        ["task", "length", "n", *labels],
-        [[t, n, means[(t, n)]["n"], *(fmt(means[(t, n)][m]) for m in METHODS)] for t, n in cells],
+        ["task", "length", "n", *labels, "slim/full", "SnapKV/full"],
+        [
+            [
+                t,
+                n,
+                means[(t, n)]["n"],
+                *(fmt(means[(t, n)][m]) for m in METHODS),
+                *(fmt(relative(means, m, [(t, n)])) for m in METHODS[1:]),
+            ]
+            for t, n in cells
+        ],
     )
     text += "\n## Average over tasks; relative to full over cells where full > 0\n\n"
     summary = []
