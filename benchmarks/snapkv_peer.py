@@ -1,12 +1,13 @@
-"""SnapKV (kvpress) against slim at the same KV budget, on the harness's exact synthetic prompts.
+"""SnapKV (kvpress) against slim at the same KV budget, on the harness's exact prompts.
 
 Why a separate script: kvpress 0.5.5 requires `transformers>=4.56,<5.3`, which cannot share the
 sliminfer environment (transformers 5.x, newer than 5.3). So the work is split in three steps
 that pass JSONL files between two environments (see EVAL.md, "Peer: SnapKV"):
 
-1. `export` (sliminfer env): the harness's prompts (`ModelBackend` and
-   `SyntheticSource(seed=0)`, so `prompt_sha` matches results.json), the model's converted HF
-   folder, and `kv_share`: the share of prompt KV that slim with the model's default config
+1. `export` (sliminfer env): the harness's prompts (`ModelBackend` and the suite's source with
+   seed 0, synthetic or RULER, as `sliminfer eval` builds them, so `prompt_sha` matches
+   results.json), the model's converted HF folder (a .gguf is de-quantized once into sliminfer's
+   cache), and `kv_share`: the share of prompt KV that slim with the model's default config
    (plus `--set key=value` overrides) keeps, over all layers, computed exactly from the config.
 2. `answer` (kvpress venv; does not import sliminfer): SnapKV at `compression_ratio = 1 -
    kv_share` compresses the prefill of all prompt tokens but the last (the observation window
@@ -27,6 +28,11 @@ Example:
     /tmp/kvp-venv/bin/python benchmarks/snapkv_peer.py answer --prompts prompts.jsonl --out answers.jsonl
     python benchmarks/snapkv_peer.py score --answers answers.jsonl \
         --results benchmarks/results/cpu/eval-floor/results.json --out table.md
+
+RULER on a GGUF model in chat format, as `sliminfer eval --suite ruler --chat`:
+
+    python benchmarks/snapkv_peer.py export --model model.gguf --suite ruler --chat \
+        --tasks niah_single_2,vt,qa_1 --lengths 8k --samples 5 --out prompts.jsonl
 
 `answer --ratio 0` checks the loop: without compression it reproduces the `full` answers.
 """
@@ -77,23 +83,37 @@ def slim_kv_share(config: Any, num_layers: int, prompt_tokens: int) -> float:
     return LayerPlan.build(config, prompt_tokens, num_layers).prefill_fraction
 
 
-def export(lengths: list[int], samples: int, overrides: list[str], out: str) -> None:
-    """Write the harness's prompts for every synthetic task, length and index < samples, with
-    the KV share of slim's default config plus `overrides` (`key=value`)."""
+def export(
+    model: str,
+    suite: str,
+    tasks: tuple[str, ...],
+    chat: bool,
+    lengths: list[int],
+    samples: int,
+    overrides: list[str],
+    out: str,
+) -> None:
+    """Write the harness's prompts for each task, length and index < samples, with the KV share
+    of slim's default config plus `overrides` (`key=value`).
+
+    The prompts are those of `sliminfer eval --model MODEL --suite SUITE --tasks TASKS [--chat]`
+    with seed 0 (`make_source` and `ModelBackend.render`); `tasks` empty means the suite's default.
+    """
     from sliminfer.eval.backend import ModelBackend
+    from sliminfer.eval.evaluate import EvalSpec, make_source, resolve_tasks
     from sliminfer.eval.sample import text_digest
-    from sliminfer.eval.synthetic import TASKS, SyntheticSource
     from sliminfer.generate import encode_prompt
     from sliminfer.loading import load_model
 
-    loaded = load_model("default", device="cpu")
-    backend = ModelBackend(loaded)
-    source = SyntheticSource(backend.count_tokens, seed=0)
+    loaded = load_model(model, device="cpu")
+    backend = ModelBackend(loaded, chat=chat)
+    spec = EvalSpec(suite=suite, lengths=tuple(lengths), samples=samples, methods=(), tasks=tasks, chat=chat)
+    source = make_source(spec, backend)
     num_layers = loaded.model.config.num_hidden_layers
     config = loaded.default_config.with_overrides(overrides)
     with open(out, "w", encoding="utf-8") as sink:
         for length in lengths:
-            for task in TASKS:
+            for task in resolve_tasks(spec):
                 for index in range(samples):
                     sample = source.sample(task, length, index)
                     text = backend.render(sample)
@@ -113,7 +133,7 @@ def export(lengths: list[int], samples: int, overrides: list[str], out: str) -> 
                         kv_share=slim_kv_share(config, num_layers, prompt_tokens),
                     )
                     sink.write(json.dumps(row) + "\n")
-            print(f"exported {length}: {len(TASKS)} tasks x {samples} samples", flush=True)
+                print(f"exported {task}@{length}: {samples} samples", flush=True)
 
 
 # --- answer (kvpress venv, no sliminfer import) ---
@@ -289,20 +309,30 @@ def fmt(value: float | None) -> str:
 
 def render(rows: list[Row], kv_checked: int) -> str:
     """The markdown report: scores per cell, averages and relative scores, pass key, KV and time."""
-    from sliminfer.eval.synthetic import TASKS
     from sliminfer.report import markdown_table as table
 
     means = cell_means(rows)
     lengths = sorted({length for _, length in means})
-    cells = [(t, n) for t in TASKS for n in lengths if (t, n) in means]
+    tasks = dict.fromkeys(r["task"] for r in rows)  # in export order
+    cells = [(t, n) for t in tasks for n in lengths if (t, n) in means]
     labels = [HEADERS[m] for m in METHODS]
     text = (
         "# SnapKV (kvpress 0.5.5) vs slim at slim's KV share\n\n"
-        "Scores in [0, 1], mean over the prompts answered by all three methods (n per cell).\n\n"
+        "Scores in [0, 1], mean over the prompts answered by all three methods (n per cell); "
+        "relative scores are over those same prompts (— where full scores 0).\n\n"
     )
     text += table(
-        ["task", "length", "n", *labels],
-        [[t, n, means[(t, n)]["n"], *(fmt(means[(t, n)][m]) for m in METHODS)] for t, n in cells],
+        ["task", "length", "n", *labels, "slim/full", "SnapKV/full"],
+        [
+            [
+                t,
+                n,
+                means[(t, n)]["n"],
+                *(fmt(means[(t, n)][m]) for m in METHODS),
+                *(fmt(relative(means, m, [(t, n)])) for m in METHODS[1:]),
+            ]
+            for t, n in cells
+        ],
     )
     text += "\n## Average over tasks; relative to full over cells where full > 0\n\n"
     summary = []
@@ -316,7 +346,8 @@ def render(rows: list[Row], kv_checked: int) -> str:
             ]
         )
     text += table(["length", *labels, "slim/full", "SnapKV/full"], summary)
-    text += "\n" + passkey_section(rows, lengths)
+    if "passkey" in tasks:
+        text += "\n" + passkey_section(rows, lengths)
     text += "\n## KV kept and SnapKV time\n\n"
     kv_rows = []
     for length in lengths:
@@ -383,10 +414,19 @@ def int_list(text: str) -> list[int]:
     return [int(t[:-1]) * 1024 if t.lower().endswith("k") else int(t) for t in text.split(",")]
 
 
+def task_list(text: str) -> tuple[str, ...]:
+    """`vt,cwe` -> ("vt", "cwe")."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("export", help="write the harness's prompts and slim's kv_share (sliminfer env)")
+    p.add_argument("--model", default="default", help="'default', a .gguf file or a HF folder")
+    p.add_argument("--suite", choices=("synthetic", "ruler"), default="synthetic")
+    p.add_argument("--tasks", type=task_list, default=(), help="comma-separated (default: the suite's)")
+    p.add_argument("--chat", action="store_true", help="wrap prompts in the chat template (as eval --chat)")
     p.add_argument("--lengths", type=int_list, required=True)
     p.add_argument("--samples", type=int, required=True)
     p.add_argument(
@@ -409,7 +449,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.command == "export":
-        export(args.lengths, args.samples, args.set, args.out)
+        export(args.model, args.suite, args.tasks, args.chat, args.lengths, args.samples, args.set, args.out)
     elif args.command == "answer":
         answer_all(
             args.prompts, args.out, args.ratio, args.ratio_scale, args.lengths, args.samples, args.limit
