@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from sliminfer.config import SlimConfig
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_parallel.py"
 SLIM = SlimConfig(preserve_layers=2, keep_schedule=((2, 0.5),)).to_dict()
 SETTINGS = {"suite": "synthetic", "model": "m", "seed": 0, "chat": False, "haystack": "noise", "data": None,
             "newline_markers": None, "tasks": ["passkey"], "lengths": [1024], "samples": 2}
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_parallel", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def record(method, index, score, config):
@@ -34,8 +25,8 @@ def run_file(path, records, methods):
     return str(path)
 
 
-def test_seeding_takes_each_key_once_first_file_first_and_the_merge_keeps_current_configs(tmp_path):
-    script = load_script()
+def test_seeding_takes_each_key_once_first_file_first_and_the_merge_keeps_current_configs(tmp_path, load_benchmark):
+    script = load_benchmark("eval_parallel")
     stale = dict(SLIM, window=SLIM["window"] + 1)
     first = run_file(tmp_path / "a.json", [record("full", 0, 1.0, None), record("slim", 0, 0.0, SLIM)], {"full": None, "slim": SLIM})
     second = run_file(

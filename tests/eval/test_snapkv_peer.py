@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ from test_ruler import CACHED, write_fixture_data
 from sliminfer.cli.main import main
 from sliminfer.eval import ruler, ruler_data
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "snapkv_peer.py"
 TASKS = "niah_single_2,qa_1"
 SLIM = ("--set", "min_prompt_tokens=0", "--set", "min_keep_tokens=0")  # prune the 2k prompts
 
@@ -29,14 +27,7 @@ def data(tmp_path, monkeypatch):
         cached.cache_clear()
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("snapkv_peer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ruler_chat_export_matches_the_eval_records(data, tiny_model_dir, tmp_path, monkeypatch):
+def test_ruler_chat_export_matches_the_eval_records(data, tiny_model_dir, tmp_path, monkeypatch, load_benchmark):
     common = ["--model", str(tiny_model_dir), "--suite", "ruler", "--tasks", TASKS, "--chat"]
     sizes = ["--lengths", "2k", "--samples", "2"]
     out = tmp_path / "eval"
@@ -50,7 +41,7 @@ def test_ruler_chat_export_matches_the_eval_records(data, tiny_model_dir, tmp_pa
     monkeypatch.setattr(
         sys, "argv", ["snapkv_peer.py", "export", *common, *sizes, *SLIM, "--out", str(prompts)]
     )
-    load_script().main()
+    load_benchmark("snapkv_peer").main()
 
     rows = [json.loads(line) for line in prompts.read_text().splitlines()]
     assert [(r["task"], r["index"]) for r in rows] == [(t, i) for t in TASKS.split(",") for i in (0, 1)]
