@@ -130,12 +130,10 @@ def merge(out: str, command: list[str]) -> str:
     settings["methods"] = {label: config for part in parts for label, config in part["settings"]["methods"].items()}
     settings["method_commands"] = {label: part["settings"]["command"] for part in parts for label in part["settings"]["methods"]}
     # A folder seeded by --resume-from may hold records of a config its label no longer means.
-    records = [
-        record
-        for part in parts
-        for record in part["records"]
-        if config_key(record["config"]) == config_key(part["settings"]["methods"][record["method"]])
-    ]
+    records = []
+    for part in parts:
+        current = {label: config_key(config) for label, config in part["settings"]["methods"].items()}
+        records += [record for record in part["records"] if config_key(record["config"]) == current[record["method"]]]
     write_json(os.path.join(out, "results.json"), {"settings": settings, "environment": parts[0]["environment"], "records": records})
     methods = [
         Method(label, kind_of(label), SlimConfig.from_dict(config) if config else None)

@@ -239,15 +239,19 @@ def flex_kernel_options(capability: tuple[int, int]) -> dict[str, Any]:
     `KERNEL_OPTIONS_ENV` instead of them.
     """
     text = os.environ.get(KERNEL_OPTIONS_ENV)
-    if text is None:
-        return {"ROWS_GUARANTEED_SAFE": True, **TUNED_KERNEL_OPTIONS.get(capability, {})}
+    options = TUNED_KERNEL_OPTIONS.get(capability, {}) if text is None else _options_from_env(text)
+    return {"ROWS_GUARANTEED_SAFE": True, **options}
+
+
+def _options_from_env(text: str) -> dict[str, Any]:
+    """`KERNEL_OPTIONS_ENV`'s value as a dict, or a one-line error naming the variable."""
     try:
         options = json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(f"{KERNEL_OPTIONS_ENV}={text!r} is not JSON: {error}") from None
     if not isinstance(options, dict):
         raise UserError(f"{KERNEL_OPTIONS_ENV}={text!r}: expected a JSON object of FlexAttention kernel options")
-    return {"ROWS_GUARANTEED_SAFE": True, **options}
+    return options
 
 
 @functools.cache
