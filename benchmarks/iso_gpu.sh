@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 11's peers and iso-accuracy figure (plus issue 15's and 12's open cells) on the GPU
+# machine, both real models staged by benchmarks/gpu_models.sh:
+#
+#   gpu_models.sh run qwen0.5b true && gpu_models.sh run qwen1.5b benchmarks/iso_gpu.sh PHASES
+#
+#   PHASES  comma-separated, default eval,ttft:
+#     eval  the RULER suite (accuracy_gpu.sh, 8k / 16k / 32k, 10 samples per task and length)
+#           of the peer selections expressed as configs at the presets' prefill FLOPs at 32k:
+#           FastKV-style (one cut scored by the layer before it, its last 8 queries, token-level
+#           units pooled over 7) and last-query / GemFilter-style (the same cut ranked by the last
+#           query alone); the 1.5B with decode budget 0.25 and offload (issue 15); the 0.5B with
+#           adaptive sparse prefill at mass 0.97 (issue 12); the 1.5B's niah_multiquery at 30
+#           samples per length. Every method resumes from the committed v4 records.
+#     ttft  `sliminfer bench` at 16k and 32k (32640 tokens: the context is 32768 with the new token) on a quiet GPU: plain HF and every config of the
+#           Pareto plot, so each point has a measured TTFT next to its FLOP ideal.
+#   DEADLINE  epoch seconds when eval stops (default now + 540); a second command continues it.
+#
+# Work lives in /tmp/sliminfer-runs/{qwen0.5b,qwen1.5b}-v5, qwen1.5b-mq and iso-ttft-*; each is
+# packed into $OUT/LABEL.tar.gz.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+phases=${1:-eval,ttft}
+has() { [[ ",$phases," == *",$1,"* ]]; }
+results=$PWD/benchmarks/results/h200
+small=/tmp/sliminfer-model/qwen0.5b/model.gguf
+large=$MODEL_PATH
+
+offload="kv_offload=cpu;decode_budget=0.25;gamma=0.5"
+adaptive="sparse_prefill=adaptive;sparse_min_tokens=4096;sparse_estimate=block_means"
+fastkv="window=8;block_size=8;unit_size=1;unit_pool_kernel=7"
+last_query="window=1;block_size=8;unit_size=1;unit_pool_kernel=1"
+cut_small="preserve_layers=10;keep_schedule=10:0.15;score_layers=[[9]]"  # 0.455 of full's FLOPs at 32k
+cut_large="preserve_layers=13;keep_schedule=13:0.05;score_layers=[[12]]"  # 0.478
+small_methods="full,slim,slim[$adaptive],slim[$adaptive;sparse_mass=0.97],slim[$cut_small;$fastkv],slim[$cut_small;$last_query]"
+large_methods="full,slim,slim[$adaptive],slim[$offload],slim[$cut_large;$fastkv],slim[$cut_large;$last_query]"
+
+if has eval; then
+    export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
+    MODEL_PATH=$small RESUME_FROM=$results/qwen0.5b-v4/results.json EVAL_METHODS= EARLY_METHODS=$small_methods \
+        benchmarks/accuracy_gpu.sh qwen0.5b-v5 eval >/tmp/iso-small.log 2>&1 &
+    MODEL_PATH=$large RESUME_FROM=$results/qwen1.5b-v4/results.json EVAL_METHODS= EARLY_METHODS="full,slim" \
+        EVAL_SAMPLES=30 EVAL_ARGS="--tasks niah_multiquery" benchmarks/accuracy_gpu.sh qwen1.5b-mq eval >/tmp/iso-mq.log 2>&1 &
+    MODEL_PATH=$large RESUME_FROM=$results/qwen1.5b-v4/results.json EVAL_METHODS= EARLY_METHODS=$large_methods \
+        benchmarks/accuracy_gpu.sh qwen1.5b-v5 eval >/tmp/iso-large.log 2>&1
+    wait
+    tail -n 12 /tmp/iso-small.log /tmp/iso-mq.log /tmp/iso-large.log
+fi
+if has ttft; then
+    for model in small large; do
+        label=iso-ttft-$model
+        methods=${model}_methods
+        python3 -m sliminfer bench --model "${!model}" --lengths 16k,32640 --methods "hf,${!methods}" \
+            --new-tokens 1 --repeats 5 --out "/tmp/sliminfer-runs/$label" 2>&1 | tail -12
+        tar -czf "$OUT/$label.tar.gz" -C /tmp/sliminfer-runs "$label"
+    done
+fi
