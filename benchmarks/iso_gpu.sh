@@ -9,7 +9,8 @@
 #           of the peer selections expressed as configs at the presets' prefill FLOPs at 32k:
 #           FastKV-style (one cut scored by the layer before it, its last 8 queries, token-level
 #           units pooled over 7) and last-query / GemFilter-style (the same cut ranked by the last
-#           query alone); the 1.5B with decode budget 0.25 and offload (issue 15); the 0.5B with
+#           query alone), both selecting 8-token blocks as the peers select tokens, and
+#           FastKV's scoring on our 64-token blocks; the 1.5B with decode budget 0.25 and offload (issue 15); the 0.5B with
 #           adaptive sparse prefill at mass 0.97 (issue 12); the 1.5B's niah_multiquery at 30
 #           samples per length. Every method resumes from the committed v4 records.
 #     ttft  `sliminfer bench` at 16k and 32k (32640 tokens: the context is 32768 with the new token) on a quiet GPU: plain HF and every config of the
@@ -31,10 +32,11 @@ offload="kv_offload=cpu;decode_budget=0.25;gamma=0.5"
 adaptive="sparse_prefill=adaptive;sparse_min_tokens=4096;sparse_estimate=block_means"
 fastkv="window=8;block_size=8;unit_size=1;unit_pool_kernel=7"
 last_query="window=1;block_size=8;unit_size=1;unit_pool_kernel=1"
+fastkv_blocks="window=8;unit_size=1;unit_pool_kernel=7"  # FastKV's scoring, our 64-token blocks
 cut_small="preserve_layers=10;keep_schedule=10:0.15;score_layers=[[9]]"  # 0.455 of full's FLOPs at 32k
 cut_large="preserve_layers=13;keep_schedule=13:0.05;score_layers=[[12]]"  # 0.478
-small_methods="full,slim,slim[$adaptive],slim[$adaptive;sparse_mass=0.97],slim[$cut_small;$fastkv],slim[$cut_small;$last_query]"
-large_methods="full,slim,slim[$adaptive],slim[$offload],slim[$cut_large;$fastkv],slim[$cut_large;$last_query]"
+small_methods="full,slim,slim[$adaptive],slim[$adaptive;sparse_mass=0.97],slim[$cut_small;$fastkv],slim[$cut_small;$last_query],slim[$cut_small;$fastkv_blocks]"
+large_methods="full,slim,slim[$adaptive],slim[$offload],slim[$cut_large;$fastkv],slim[$cut_large;$last_query],slim[$cut_large;$fastkv_blocks]"
 
 if has eval; then
     export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
