@@ -141,9 +141,10 @@ def parse_peer(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def measured_speedups(path: str, length: int) -> dict[str, float]:
-    """config key -> bench's `ttft_speedup_vs_hf` at the measured length nearest `length`."""
+    """config key -> bench's `ttft_speedup_vs_hf` at the measured length nearest `length`
+    (`hf` has no config either: its row is the baseline, not `full`'s)."""
     data = read_json(path)
-    rows = [row for row in data["rows"] if row.get("ttft_speedup_vs_hf") is not None]
+    rows = [row for row in data["rows"] if row["method"] != "hf" and row.get("ttft_speedup_vs_hf") is not None]
     configs = {(c["length"], c["method"]): c["settings"].get("config") for c in data["cells"].values()}
     found: dict[str, tuple[int, float]] = {}
     for row in rows:

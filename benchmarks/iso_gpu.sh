@@ -50,11 +50,11 @@ if has eval; then
     tail -n 12 /tmp/iso-small.log /tmp/iso-mq.log /tmp/iso-large.log
 fi
 if has ttft; then
-    for model in small large; do
+    for model in ${TTFT_MODELS:-small large}; do
         label=iso-ttft-$model
         methods=${model}_methods
         python3 -m sliminfer bench --model "${!model}" --lengths 16k,32640 --methods "hf,${!methods}" \
-            --new-tokens 1 --repeats 5 --out "/tmp/sliminfer-runs/$label" 2>&1 | tail -12
+            --new-tokens 2 --repeats 3 --out "/tmp/sliminfer-runs/$label" 2>&1 | tail -12
         tar -czf "$OUT/$label.tar.gz" -C /tmp/sliminfer-runs "$label"
     done
 fi
