@@ -35,6 +35,12 @@ RULER on a GGUF model in chat format, as `sliminfer eval --suite ruler --chat`:
         --tasks niah_single_2,vt,qa_1 --lengths 8k --samples 5 --out prompts.jsonl
 
 `answer --ratio 0` checks the loop: without compression it reproduces the `full` answers.
+
+On the GPU machine (no network, transformers 5.17 in its image) `benchmarks/snapkv_gpu.sh` runs
+the three steps in one command inside `benchmarks/gpu_models.sh run MODEL`: the kvpress environment
+is a set of wheels carried in `.peer-wheels/` (`snapkv_gpu.sh prepare` fetches them here: kvpress,
+transformers 5.2 and what they need beyond the image) installed into /tmp/kvp-site, the only
+PYTHONPATH `answer` gets, ahead of the image's packages; `answer --device cuda --dtype bfloat16`.
 """
 
 from __future__ import annotations
