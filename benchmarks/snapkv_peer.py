@@ -35,6 +35,12 @@ RULER on a GGUF model in chat format, as `sliminfer eval --suite ruler --chat`:
         --tasks niah_single_2,vt,qa_1 --lengths 8k --samples 5 --out prompts.jsonl
 
 `answer --ratio 0` checks the loop: without compression it reproduces the `full` answers.
+
+On the GPU machine (no network, transformers 5.17 in its image) `benchmarks/snapkv_gpu.sh` runs
+the three steps in one command inside `benchmarks/gpu_models.sh run MODEL`: the kvpress environment
+is a set of wheels carried in `.peer-wheels/` (`snapkv_gpu.sh prepare` fetches them here: kvpress,
+transformers 5.2 and what they need beyond the image) installed into /tmp/kvp-site, the only
+PYTHONPATH `answer` gets, ahead of the image's packages; `answer --device cuda --dtype bfloat16`.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ Key = tuple[str, int, int]  # (task, length, index)
 Cell = tuple[str, int]  # (task, length)
 METHODS = ("full", "slim", "snapkv")
 HEADERS = {"full": "full", "slim": "slim (default)", "snapkv": "SnapKV"}
+DTYPES = ("float32", "bfloat16", "float16")  # answer --dtype: torch dtype names
 
 
 def read_jsonl(path: str | Path) -> Iterator[Row]:
@@ -139,14 +146,16 @@ def export(
 # --- answer (kvpress venv, no sliminfer import) ---
 
 
-def load_peer(folder: str) -> tuple[Any, Any]:
-    """Tokenizer and fp32 sdpa model from the converted HF folder."""
+def load_peer(folder: str, device: str = "cpu", dtype: str = "float32") -> tuple[Any, Any]:
+    """Tokenizer and sdpa model from the converted HF folder, in `dtype` (one of DTYPES) on `device`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa")
-    return tokenizer, model.eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=getattr(torch, dtype), attn_implementation="sdpa"
+    )
+    return tokenizer, model.to(device).eval()
 
 
 def snapkv_answer(model: Any, tokenizer: Any, row: Row, ratio: float) -> Row:
@@ -159,7 +168,7 @@ def snapkv_answer(model: Any, tokenizer: Any, row: Row, ratio: float) -> Row:
     eos = model.generation_config.eos_token_id
     start = time.perf_counter()
     with torch.inference_mode():
-        ids = tokenizer(row["text"], return_tensors="pt")["input_ids"]
+        ids = tokenizer(row["text"], return_tensors="pt")["input_ids"].to(model.device)
         cache = DynamicCache()
         with press(model):
             model.model(input_ids=ids[:, :-1], past_key_values=cache)
@@ -167,7 +176,9 @@ def snapkv_answer(model: Any, tokenizer: Any, row: Row, ratio: float) -> Row:
         token, answer, position = ids[:, -1:], [], ids.shape[1] - 1
         for step in range(row["max_new_tokens"]):
             logits = model(
-                input_ids=token, past_key_values=cache, position_ids=torch.tensor([[position + step]])
+                input_ids=token,
+                past_key_values=cache,
+                position_ids=torch.tensor([[position + step]], device=model.device),
             ).logits
             token = logits[:, -1:].argmax(-1)
             if token.item() == eos:
@@ -207,10 +218,13 @@ def answer_all(
     lengths: list[int] | None,
     samples: int | None,
     limit: int | None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> None:
     """Answer the selected prompts not yet in `out`, appending each answer as it is done.
 
-    The compression ratio is `ratio` if given, else `ratio_scale * (1 - kv_share)`.
+    The compression ratio is `ratio` if given, else `ratio_scale * (1 - kv_share)`; the model
+    runs on `device` in `dtype`.
     """
     done = {row_key(r) for r in read_jsonl(out)}
     todo = [r for r in selected(read_jsonl(prompts), lengths, samples) if row_key(r) not in done]
@@ -218,7 +232,7 @@ def answer_all(
     if not todo:
         print("nothing to answer", flush=True)
         return
-    tokenizer, model = load_peer(todo[0]["model"])
+    tokenizer, model = load_peer(todo[0]["model"], device, dtype)
     with open(out, "a", encoding="utf-8") as sink:
         for count, row in enumerate(todo, 1):
             press_ratio = ratio if ratio is not None else ratio_scale * (1 - row["kv_share"])
@@ -443,6 +457,8 @@ def main() -> None:
     p.add_argument("--lengths", type=int_list, help="only these lengths")
     p.add_argument("--samples", type=int, help="only indices below this")
     p.add_argument("--limit", type=int, help="answer at most this many new prompts")
+    p.add_argument("--device", default="cpu", help="torch device of the model: cpu, cuda, cuda:N")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="bfloat16 is typical on cuda")
     p = commands.add_parser("score", help="score SnapKV next to full and slim results (sliminfer env)")
     p.add_argument("--answers", required=True)
     p.add_argument("--results", action="append", required=True, help="a results.json (repeatable)")
@@ -452,7 +468,15 @@ def main() -> None:
         export(args.model, args.suite, args.tasks, args.chat, args.lengths, args.samples, args.set, args.out)
     elif args.command == "answer":
         answer_all(
-            args.prompts, args.out, args.ratio, args.ratio_scale, args.lengths, args.samples, args.limit
+            args.prompts,
+            args.out,
+            args.ratio,
+            args.ratio_scale,
+            args.lengths,
+            args.samples,
+            args.limit,
+            args.device,
+            args.dtype,
         )
     else:
         score_all(args.answers, args.results, args.out)

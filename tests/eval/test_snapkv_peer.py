@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_ruler import CACHED, write_fixture_data
 
 from sliminfer.cli.main import main
@@ -54,3 +55,35 @@ def test_ruler_chat_export_matches_the_eval_records(data, tiny_model_dir, tmp_pa
         assert row["text"].startswith("<|user|>") and "<|assistant|>" in row["text"]  # the chat template
         assert row["metric"] == ruler.TASKS[row["task"]].metric
         assert Path(row["model"]) == tiny_model_dir and (tiny_model_dir / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [((), ("cpu", "float32")), (("--device", "cuda:1", "--dtype", "bfloat16"), ("cuda:1", "bfloat16"))],
+)
+def test_answer_loads_the_model_on_the_device_and_dtype_given(
+    flags, expected, tmp_path, monkeypatch, load_benchmark
+):
+    peer = load_benchmark("snapkv_peer")
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "answers.jsonl"
+    prompts.write_text(
+        json.dumps(dict(task="vt", length=2048, index=0, model="folder", kv_share=0.25)) + "\n"
+    )
+    loads = []
+    monkeypatch.setattr(peer, "load_peer", lambda *args: loads.append(args) or (None, None))
+    monkeypatch.setattr(
+        peer,
+        "snapkv_answer",
+        lambda model, tokenizer, row, ratio: dict(row, kv_kept=1 - ratio, seconds=0, answer=""),
+    )
+    monkeypatch.setattr(
+        sys, "argv", ["snapkv_peer.py", "answer", "--prompts", str(prompts), "--out", str(out), *flags]
+    )
+    peer.main()
+    assert loads == [("folder", *expected)]
+    assert json.loads(out.read_text())["kv_kept"] == 0.25
+
+
+def test_load_peer_gives_the_model_in_the_dtype(tiny_model_dir, load_benchmark):
+    _, model = load_benchmark("snapkv_peer").load_peer(str(tiny_model_dir), "cpu", "bfloat16")
+    assert model.dtype == torch.bfloat16 and model.device.type == "cpu" and not model.training
