@@ -4,7 +4,8 @@ Reads merged `results.json` files of `sliminfer eval` runs on one model and one 
 prompts: suite, seed and samples), gathers each distinct config's records (the `full` records
 are the reference), and gives each config one point:
 - its score relative to full over the prompts both answered (ratio of sums of cell means over
-  cells where full scores above 0, as every eval table) and its lowest task;
+  cells where full scores above 0, as every eval table), a 95% paired bootstrap interval of it
+  (prompts resampled within each cell), and its lowest task;
 - its FLOP-ideal TTFT speedup at the reference length: full's prefill FLOPs over the config's
   `LayerPlan` FLOPs, the block-sparse layers counted at the mean density its records measured at
   that length;
@@ -35,7 +36,7 @@ from typing import Any
 
 from sliminfer.bench.flops import full_prefill_flops, prefill_flops
 from sliminfer.config import SlimConfig
-from sliminfer.eval.summary import FULL, cell_scores, relative_score
+from sliminfer.eval.summary import FULL, cell_scores, relative_interval, relative_score
 from sliminfer.methods import config_key
 from sliminfer.models import ModelShape
 from sliminfer.report import markdown_table, read_json
@@ -55,6 +56,7 @@ class Point:
     samples: int
     complete: bool
     relative: float
+    interval: tuple[float, float] | None
     lowest_task: tuple[str, float]
     flop_speedup: float
     measured_speedup: float | None = None
@@ -70,8 +72,11 @@ def records_by_config(paths: Iterable[str]) -> dict[str, dict[PromptKey, Record]
     return by_config
 
 
-def relative_to_full(full: dict[PromptKey, Record], mine: dict[PromptKey, Record]) -> tuple[float, tuple[str, float]] | None:
-    """(score relative to full, (lowest task, its relative score)) over the prompts both answered."""
+def relative_to_full(
+    full: dict[PromptKey, Record], mine: dict[PromptKey, Record]
+) -> tuple[float, tuple[float, float] | None, tuple[str, float]] | None:
+    """(score relative to full, its 95% bootstrap interval, (lowest task, its relative score)) over
+    the prompts both answered."""
     shared = [prompt for prompt in mine if prompt in full]
     records = [dict(full[p], method=FULL) for p in shared] + [dict(mine[p], method="x") for p in shared]
     scores = cell_scores(records)
@@ -83,7 +88,10 @@ def relative_to_full(full: dict[PromptKey, Record], mine: dict[PromptKey, Record
         task: relative_score(scores, "x", [c for c in cells if c[0] == task]) for task in sorted({c[0] for c in cells})
     }
     lowest = min(((task, value) for task, value in per_task.items() if value is not None), key=lambda item: item[1])
-    return overall, lowest
+    pairs: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    for prompt in shared:
+        pairs[prompt[:2]].append((full[prompt]["score"], mine[prompt]["score"]))
+    return overall, relative_interval(pairs), lowest
 
 
 def flop_speedup(shape: ModelShape, config: dict[str, Any] | None, tokens: int, density: float | None) -> float:
@@ -183,7 +191,8 @@ def points(
                 samples=sum(1 for p in records if p in full),
                 complete={p[0] for p in records} >= {p[0] for p in full},
                 relative=result[0],
-                lowest_task=result[1],
+                interval=result[1],
+                lowest_task=result[2],
                 flop_speedup=flop_speedup(shape, config, tokens, mean_density(records.values(), tokens)),
                 measured_speedup=measured.get(key),
             )
@@ -204,6 +213,7 @@ def render(found: Sequence[Point], floor: float, tokens: int, title: str) -> str
             "peer" if p.peer else "",
             p.samples if p.complete else f"{p.samples} (some tasks)",
             f"{p.relative:.3f}",
+            "-" if p.interval is None else f"{p.interval[0]:.3f}-{p.interval[1]:.3f}",
             f"{p.lowest_task[0]} {p.lowest_task[1]:.2f}",
             f"{p.flop_speedup:.2f}",
             "-" if p.measured_speedup is None else f"{p.measured_speedup:.2f}",
@@ -211,7 +221,7 @@ def render(found: Sequence[Point], floor: float, tokens: int, title: str) -> str
         ]
         for p in found
     ]
-    header = ["config", "", "prompts", "of full", "lowest task", f"FLOP-ideal x at {tokens}", "measured TTFT x", f">= {floor}"]
+    header = ["config", "", "prompts", "of full", "95% interval", "lowest task", f"FLOP-ideal x at {tokens}", "measured TTFT x", f">= {floor}"]
     text = f"# {title}\n\n" + markdown_table(header, rows)
     for field, what in (("flop_speedup", "FLOP-ideal"), ("measured_speedup", "measured TTFT")):
         best = iso_accuracy(found, floor, field)
@@ -229,7 +239,7 @@ def plot(path: str, found: Sequence[Point], floor: float, title: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(11, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5 + 0.22 * len(found)))
     for index, p in enumerate(found):
         style = dict(marker="s" if p.peer else ("P" if p.config is None else "o"), markersize=9, linestyle="none")
         if not p.complete:
@@ -241,7 +251,7 @@ def plot(path: str, found: Sequence[Point], floor: float, title: str) -> bool:
     ax.set_xlabel("FLOP-ideal TTFT speedup over full (prefill FLOPs ratio)")
     ax.set_ylabel("RULER score relative to full")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), fontsize="x-small")  # long names: below
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

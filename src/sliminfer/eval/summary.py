@@ -8,6 +8,7 @@ absolute level, and tasks the model cannot do at all do not dilute the compariso
 from __future__ import annotations
 
 import os
+import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from statistics import mean
@@ -50,6 +51,34 @@ def relative_score(
     if not used:
         return None
     return sum(mean(scores[method][c]) for c in used) / sum(mean(full[c]) for c in used)
+
+
+def relative_interval(
+    pairs: dict[Cell, list[tuple[float, float]]], level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of `relative_score` from paired samples.
+
+    `pairs` maps each cell to its prompts' (full's score, the method's score). Every resample
+    draws each cell's prompts with replacement, the same prompts for both sides, and takes the
+    ratio of sums of cell means: how far the ratio would move with other prompts of the same
+    tasks. None if full scores 0 on every cell.
+    """
+    cells = [c for c, values in pairs.items() if values and mean(f for f, _ in values) > 0]
+    if not cells:
+        return None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        full_sum = method_sum = 0.0
+        for cell in cells:
+            drawn = rng.choices(pairs[cell], k=len(pairs[cell]))
+            full_sum += mean(f for f, _ in drawn)
+            method_sum += mean(m for _, m in drawn)
+        if full_sum > 0:
+            ratios.append(method_sum / full_sum)
+    ratios.sort()
+    tail = (1 - level) / 2
+    return ratios[int(tail * (len(ratios) - 1))], ratios[int((1 - tail) * (len(ratios) - 1))]
 
 
 def render_table(
