@@ -22,7 +22,7 @@
 # CMD from the repository root. Later `run`s on the same warm machine reuse the checked GGUF.
 set -euo pipefail
 
-PART_MIB=40  # a part plus the ~20 MiB repository must stay under the 64 MiB a command carries
+PART_MIB=32  # a part plus the repository (~25 MiB, growing with results) must stay under the 64 MiB a command carries
 STORE=/tmp/sliminfer-model
 DATA_DIR=/tmp/sliminfer-data/ruler
 SITE="${SLIMINFER_SITE:-/tmp/site}"

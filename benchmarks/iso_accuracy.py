@@ -116,9 +116,11 @@ def describe(config: dict[str, Any] | None, reference: dict[str, Any] | None) ->
     if config is None:
         return "full"
     slim = SlimConfig.from_dict(config).to_dict()
+    schedule = slim["keep_schedule"]
+    scorers = slim["score_layers"] or [[] for _ in schedule]  # none given: each cut's own default
     cuts = ", ".join(
-        f"{layer}:{keep:g} by {'+'.join(map(str, scorers)) or 'own'}"
-        for (layer, keep), scorers in zip(slim["keep_schedule"], slim["score_layers"] or [[]] * len(slim["keep_schedule"]))
+        f"{layer}:{keep:g} by {'+'.join(map(str, layers)) or 'own'}"
+        for (layer, keep), layers in zip(schedule, scorers, strict=True)
     )
     base = SlimConfig.from_dict(reference).to_dict() if reference else {}
     skip = {"keep_schedule", "score_layers", "preserve_layers"}

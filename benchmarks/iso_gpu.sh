@@ -16,6 +16,7 @@
 #     ttft  `sliminfer bench` at 16k and 32k (32640 tokens: the context is 32768 with the new token) on a quiet GPU: plain HF and every config of the
 #           Pareto plot, so each point has a measured TTFT next to its FLOP ideal.
 #   DEADLINE  epoch seconds when eval stops (default now + 540); a second command continues it.
+#   TTFT_MODELS  which models ttft times: "small large" (default), "small" or "large".
 #
 # Work lives in /tmp/sliminfer-runs/{qwen0.5b,qwen1.5b}-v5, qwen1.5b-mq and iso-ttft-*; each is
 # packed into $OUT/LABEL.tar.gz.
