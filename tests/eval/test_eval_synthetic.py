@@ -152,3 +152,17 @@ def test_smollm2_tokenizer_fit():
     for task in ("passkey", "multikey", "cwe"):
         sample = make_sample(task, 4096, 0, count)
         assert 0.98 * (4096 - sample.max_new_tokens) <= count(sample) <= 4096 - sample.max_new_tokens
+
+
+def test_backend_reports_the_active_set_diagnostic_only_with_decode_selection(tiny_loaded):
+    """A decode budget below 1 records how often the active set held the top-ranked block."""
+    from sliminfer.eval.backend import ModelBackend
+    from sliminfer.methods import parse_method
+    from tiny import TINY_SLIM
+
+    backend = ModelBackend(tiny_loaded)
+    sample = make_sample("passkey", 1024, 0, backend.count_tokens)
+    selected = backend.answer(sample, parse_method("slim[decode_budget=0.25]", TINY_SLIM))
+    plain = backend.answer(sample, parse_method("slim", TINY_SLIM))
+    assert 0.0 <= selected.top_block_hit_rate <= 1.0
+    assert plain.top_block_hit_rate is None

@@ -73,4 +73,5 @@ class ModelBackend:
             prefill_fraction=sum(kept) / (len(kept) * result.prompt_tokens) if kept else 1.0,
             sparse_density=sparse[0] if sparse else None,
             decode_ms_per_token=result.decode_ms_per_token,
+            top_block_hit_rate=result.kv.top_block_hit_rate,
         )

@@ -28,6 +28,8 @@ class Answer:
         sparse_density: the mean share of causal attention the block-sparse prefill layers
             computed (None: no layer was block-sparse).
         decode_ms_per_token: mean wall time of a decode step (None: the backend does not time it).
+        top_block_hit_rate: with decode-time selection, the share of managed layer-steps whose
+            active set held the block their score layer ranked highest (`KVStats`); None without.
     """
 
     text: str
@@ -39,6 +41,7 @@ class Answer:
     prefill_fraction: float
     sparse_density: float | None = None
     decode_ms_per_token: float | None = None
+    top_block_hit_rate: float | None = None
 
 
 class Backend(Protocol):
@@ -94,6 +97,7 @@ def make_record(sample: Sample, method: Method, answer: Answer) -> dict[str, Any
         "prefill_fraction": answer.prefill_fraction,
         "sparse_density": answer.sparse_density,
         "decode_ms_per_token": answer.decode_ms_per_token,
+        "top_block_hit_rate": answer.top_block_hit_rate,
     }
 
 

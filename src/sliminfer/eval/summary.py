@@ -148,6 +148,7 @@ def _cost_table(records: Sequence[dict[str, Any]], labels: Sequence[str], length
         for label in labels:
             group = [r for r in records if r["length"] == length and r["method"] == label]
             if group:
+                hits = [r["top_block_hit_rate"] for r in group if r.get("top_block_hit_rate") is not None]
                 rows.append(
                     [
                         length,
@@ -155,10 +156,13 @@ def _cost_table(records: Sequence[dict[str, Any]], labels: Sequence[str], length
                         round(mean(r["prompt_tokens"] for r in group)),
                         mean(r["prefill_fraction"] for r in group),
                         mean(r["ttft_s"] for r in group),
+                        mean(hits) if hits else "-",
                         UNPRUNED_NOTE if is_unpruned_slim(group) else "",
                     ]
                 )
-    header = ["length", "method", "prompt tokens", "prefill token share", "TTFT s", "note"]
+    # "top block held": with decode-time selection, the share of layer-steps whose active set
+    # held the block their score layer ranked highest (records before this field show "-").
+    header = ["length", "method", "prompt tokens", "prefill token share", "TTFT s", "top block held", "note"]
     return "\n## Cost (TTFT is wall time on the machine that ran it; see environment)\n\n" + markdown_table(
         header, rows
     )
