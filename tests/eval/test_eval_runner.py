@@ -178,7 +178,7 @@ def test_relative_score_ignores_cells_where_full_fails():
     held = [dict(r, top_block_hit_rate=0.5 if r["task"] == "qa" else 1.0) if r["method"] == "slim" else r for r in records]
     table = render_table(held, methods, ["passkey", "qa", "cwe"], [1024], title="t")
     assert "| 1024 | full | 1024 | 1 | 1 | - |  |" in table
-    assert "| 1024 | slim | 1024 | 1 | 1 | 0.833 |  |" in table
+    assert "| 1024 | slim | 1024 | 1 | 1 | 0.833 |" in table
 
 
 def test_current_records_drop_results_of_an_older_config():
