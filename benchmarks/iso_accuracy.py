@@ -25,7 +25,6 @@ writes DIR/iso.md (the table) and DIR/iso.png (score against FLOP-ideal speedup)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -34,13 +33,12 @@ from dataclasses import dataclass
 from statistics import mean
 from typing import Any
 
-from sliminfer.bench.flops import full_prefill_flops, prefill_flops
+from sliminfer.calibration.search import flop_fraction
 from sliminfer.config import SlimConfig
 from sliminfer.eval.summary import FULL, cell_scores, relative_interval, relative_score
 from sliminfer.methods import config_key
 from sliminfer.models import ModelShape
 from sliminfer.report import markdown_table, read_json
-from sliminfer.schedule import LayerPlan
 
 Record = dict[str, Any]
 PromptKey = tuple[str, int, int]  # (task, length, index)
@@ -96,13 +94,7 @@ def relative_to_full(
 
 def flop_speedup(shape: ModelShape, config: dict[str, Any] | None, tokens: int, density: float | None) -> float:
     """Full's prefill FLOPs over the config's at `tokens`, its sparse layers at `density`."""
-    if config is None:
-        return 1.0
-    slim = dataclasses.replace(SlimConfig.from_dict(config), min_prompt_tokens=0)
-    plan = LayerPlan.build(slim, tokens, shape.layers)
-    sparse = plan.sparse_layers(slim)
-    shares = [density if layer in sparse and density is not None else 1.0 for layer in range(shape.layers)]
-    return full_prefill_flops(shape, tokens) / prefill_flops(shape, plan.kept_tokens, shares)
+    return 1.0 if config is None else 1 / flop_fraction(shape, SlimConfig.from_dict(config), tokens, density)
 
 
 def mean_density(records: Iterable[Record], length: int) -> float | None:

@@ -114,10 +114,14 @@ def best_before(options: list[tuple[float, tuple[int, ...]]], cut: int) -> tuple
     return max(usable, key=lambda option: (option[0], -len(option[1]))) if usable else None
 
 
-def flop_fraction(shape: ModelShape, config: SlimConfig, tokens: int) -> float:
-    """Prefill FLOPs of `config`'s plan over full's for a prompt of `tokens` tokens."""
-    plan = LayerPlan.build(dataclasses.replace(config, min_prompt_tokens=0), tokens, shape.layers)
-    return prefill_flops(shape, plan.kept_tokens) / full_prefill_flops(shape, tokens)
+def flop_fraction(shape: ModelShape, config: SlimConfig, tokens: int, sparse_density: float | None = None) -> float:
+    """Prefill FLOPs of `config`'s plan over full's for a prompt of `tokens` tokens; with
+    `sparse_density`, the plan's block-sparse layers compute that share of their attention."""
+    slim = dataclasses.replace(config, min_prompt_tokens=0)
+    plan = LayerPlan.build(slim, tokens, shape.layers)
+    sparse = plan.sparse_layers(slim) if sparse_density is not None else frozenset()
+    density = [sparse_density if layer in sparse else 1.0 for layer in range(shape.layers)]
+    return prefill_flops(shape, plan.kept_tokens, density) / full_prefill_flops(shape, tokens)
 
 
 def candidates(
