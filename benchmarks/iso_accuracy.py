@@ -13,8 +13,8 @@ are the reference), and gives each config one point:
   config (matched by config, the length nearest the reference).
 The iso-accuracy speedup is the largest speedup among the points scoring at least `--floor` of
 full that answered every task full answered (a point from a run with fewer tasks is listed, and
-drawn hollow, but not compared). `--peer NAME=key=value;...` names the points whose config has those values (peer
-selections expressed as configs) and draws them apart on the plot.
+drawn hollow, but not compared). `--peer NAME=key=value;...` names the points whose config has
+those values (peer selections expressed as configs) and draws them apart on the plot.
 
     python3 benchmarks/iso_accuracy.py --model Q.gguf --results a/results.json b/results.json \
         --ttft bench/results.json --peer "FastKV-style=window=8;unit_size=1" --out DIR
@@ -171,7 +171,8 @@ def points(
     found = []
     for key, records in by_config.items():
         config = json.loads(key)
-        if config is not None and sum(1 for p in records if p in full) < min_samples:
+        shared = sum(1 for p in records if p in full)
+        if config is not None and shared < min_samples:
             continue
         result = relative_to_full(full, records)
         if result is None:
@@ -182,7 +183,7 @@ def points(
                 name=peer or describe(config, reference),
                 peer=peer is not None,
                 config=config,
-                samples=sum(1 for p in records if p in full),
+                samples=shared,
                 complete={p[0] for p in records} >= {p[0] for p in full},
                 relative=result[0],
                 interval=result[1],
@@ -285,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     text = render(found, args.floor, args.tokens, args.title)
     with open(os.path.join(args.out, "iso.md"), "w", encoding="utf-8") as handle:
         handle.write(text)
-    plot(os.path.join(args.out, "iso.png"), found, args.floor, args.title)
+    if not plot(os.path.join(args.out, "iso.png"), found, args.floor, args.title):
+        print("iso.png not written: matplotlib is not installed (pip install -e \".[plot]\")")
     print(text)
     return 0
 
