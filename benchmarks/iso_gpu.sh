@@ -15,6 +15,11 @@
 #           samples per length. Every method resumes from the committed v4 records.
 #     ttft  `sliminfer bench` at 16k and 32k (32640 tokens: the context is 32768 with the new token) on a quiet GPU: plain HF and every config of the
 #           Pareto plot, so each point has a measured TTFT next to its FLOP ideal.
+#     v6    issue 15's and 12's open cells, in parallel: the 1.5B's offload preset (its missing
+#           32k cells) and `pin_scores=deepest` at decode_pin 0.5 and 0.75 (8k-32k, 10 samples,
+#           into qwen1.5b-v6); the 0.5B's offload with `pin_scores=deepest` (qwen0.5b-v6); the
+#           0.5B's slim and adaptive sparse prefill at 30 samples per length, 16k and 32k
+#           (qwen0.5b-sparse30). Each resumes from the committed v4 and v5 records.
 #   DEADLINE  epoch seconds when eval stops (default now + 540); a second command continues it.
 #   TTFT_MODELS  which models ttft times: "small large" (default), "small" or "large".
 #
@@ -49,6 +54,21 @@ if has eval; then
         benchmarks/accuracy_gpu.sh qwen1.5b-v5 eval >/tmp/iso-large.log 2>&1
     wait
     tail -n 12 /tmp/iso-small.log /tmp/iso-mq.log /tmp/iso-large.log
+fi
+if has v6; then
+    export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
+    resume_small="$results/qwen0.5b-v4/results.json $results/qwen0.5b-v5/results.json"
+    resume_large="$results/qwen1.5b-v4/results.json $results/qwen1.5b-v5/results.json"
+    deepest="$offload;pin_scores=deepest"
+    MODEL_PATH=$large RESUME_FROM=$resume_large EVAL_METHODS= \
+        EARLY_METHODS="full,slim,slim[$offload],slim[$deepest],slim[$deepest;decode_pin=0.75]" \
+        benchmarks/accuracy_gpu.sh qwen1.5b-v6 eval >/tmp/v6-large.log 2>&1 &
+    MODEL_PATH=$small RESUME_FROM=$resume_small EVAL_METHODS= EARLY_METHODS="full,slim,slim[$offload],slim[$deepest]" \
+        benchmarks/accuracy_gpu.sh qwen0.5b-v6 eval >/tmp/v6-small.log 2>&1 &
+    MODEL_PATH=$small RESUME_FROM=$resume_small EVAL_METHODS= EARLY_METHODS="slim,slim[$adaptive]" EVAL_SAMPLES=30 \
+        EVAL_LENGTHS=16k,32k benchmarks/accuracy_gpu.sh qwen0.5b-sparse30 eval >/tmp/v6-sparse.log 2>&1
+    wait
+    tail -n 12 /tmp/v6-large.log /tmp/v6-small.log /tmp/v6-sparse.log
 fi
 if has ttft; then
     for model in ${TTFT_MODELS:-small large}; do

@@ -27,6 +27,7 @@ KV_OFFLOADS = ("none", "cpu")
 SPARSE_PREFILLS = ("off", "fixed", "adaptive")
 SPARSE_LAYERS = ("dense", "all")
 SPARSE_ESTIMATES = ("last_queries", "block_means")
+PIN_SCORES = ("cut", "deepest")
 
 Schedule = tuple[tuple[int, float], ...]
 ScoreLayers = tuple[tuple[int, ...], ...]
@@ -80,6 +81,10 @@ class SlimConfig:
             ranked highest at the group's cut; the rest are re-chosen every step by the current
             token. One decode query is a noisier finder than the question's window, and the
             blocks an answer needs are the question's (0 = every slot per step, 1 = a static set).
+        pin_scores: which of prefill's window scores rank the pinned blocks: `cut`, the group's
+            own cut; `deepest`, first the blocks the deepest cut kept, by that cut's scores, then
+            those the next shallower cut kept, and so on (with several cuts the deeper score
+            layers are usually the better finders, and they already ran: no predictor).
         gamma: overlap threshold of the swap policy; a new active set is swapped in only when
             |new & resident| / |new| < gamma. 0 never swaps (keeps the first choice).
         max_swap_blocks: most prompt blocks a managed layer swaps in per decode step (the
@@ -139,6 +144,7 @@ class SlimConfig:
     min_keep_tokens: int = 1024
     decode_budget: float = 1.0
     decode_pin: float = 0.5
+    pin_scores: str = "cut"
     gamma: float = 0.0
     max_swap_blocks: int = 8
     kv_offload: str = "none"
@@ -186,6 +192,7 @@ class SlimConfig:
         if budget > 1 and not float(budget).is_integer():
             raise ConfigError(f"decode_budget={budget!r}: values above 1 are block counts and must be whole")
         _check_share("decode_pin", self.decode_pin, zero_allowed=True)
+        _check_choice("pin_scores", self.pin_scores, PIN_SCORES)
         _check_bool("cuda_graph_decode", self.cuda_graph_decode)
         _check_bool("offload_preserve_layers", self.offload_preserve_layers)
         if self.offload_preserve_layers and self.kv_offload != "cpu":

@@ -63,6 +63,22 @@ def test_pinned_blocks_are_the_questions_best_and_stay_active(pin, want):
     assert not unpinned.pinned.any()
 
 
+@pytest.mark.parametrize(("pin_scores", "pinned_block"), [("cut", 2), ("deepest", 3)])
+def test_deepest_pin_scores_pin_what_the_deepest_cut_kept(pin_scores, pinned_block):
+    """Two cuts: layer 1 keeps blocks 0, 2, 3, 5, 7 of 8 and ranks block 2 first; layer 3 keeps
+    0, 3, 7. The first cut's group pins its own best (block 2) or the deeper cut's (block 3)."""
+    config = dataclasses.replace(HAND, keep_schedule=((1, 0.5), (3, 0.25)), pin_scores=pin_scores)
+    first, second = ([b * 4 + t for b in blocks for t in range(4)] for blocks in ([0, 2, 3, 5, 7], [0, 3, 7]))
+    kept_positions = [torch.arange(32)[None]] + [torch.tensor([first])] * 2 + [torch.tensor([second])] * 3
+    first_scores, second_scores = torch.full((1, 8), 0.1), torch.full((1, 8), 0.1)
+    first_scores[0, 2], second_scores[0, 3] = 0.9, 0.5
+    plan = DecodePlan.from_prefill(kept_positions, config, {1: first_scores, 3: second_scores})
+    group = next(g for g in plan.groups if g.layers == (1,))
+    assert group.active_blocks == 4
+    assert group.candidates.tolist() == [0, 2, 3, 5, 7]  # the score layer (0) stores every block
+    assert torch.tensor([0, 2, 3, 5, 7])[group.pinned].tolist() == [pinned_block]
+
+
 def test_pin_count_rounds_halves_up():
     assert [pin_count(0.5, active, 2) for active in (2, 3, 4, 5)] == [0, 1, 1, 2]
     assert pin_count(0.0, 40, 2) == 0 and pin_count(1.0, 40, 2) == 38

@@ -9,8 +9,10 @@ one query); the group's candidates are the blocks it retained, and the active se
 `decode_budget` blocks, always including the forced ones (the sink block and the block(s) of the
 final window, as in prefill) and the *pinned* ones: a share `decode_pin` of the other active
 slots holds, for the whole decode, the blocks prefill's window (the question) ranked highest at
-the cut (`PrefillResult.cut_scores`). A single decode query is a noisier finder than the
-question's window, and the blocks an answer needs are mostly the question's. A score layer
+the cut (`PrefillResult.cut_scores`), or with `pin_scores="deepest"` the blocks the deepest cut
+kept, ranked by that cut's (usually better) score layers (`pin_priors`). A single decode query
+is a noisier finder than the question's window, and the blocks an answer needs are mostly the
+question's. A score layer
 stores a superset of the group's blocks, since it runs before the cut.
 
 Decode score layers keep all their retained prompt KV on the device and attend to all of it:
@@ -101,7 +103,7 @@ class DecodePlan:
         """Plan from `PrefillResult.kept_positions` (per layer `[1, n_layer]` original positions)
         and `PrefillResult.cut_scores` (without them, nothing is pinned)."""
         layer_plan = LayerPlan.build(config, int(kept_positions[0].shape[-1]), len(kept_positions))
-        cut_scores = cut_scores or {}
+        cut_scores = pin_priors(cut_scores or {}, kept_positions, layer_plan, config)
         groups, clamped = [], []
         for cut, layers in layer_plan.decode_groups():
             score_layer = cut.decode_score_layer
@@ -187,6 +189,35 @@ def _group(
     candidates = torch.searchsorted(block_ids_of(score_positions, block)[0], group_ids)
     initial = forced.nonzero().flatten()
     return SelectionGroup(score_layer, layers, candidates, forced, pinned, active, retained_tokens, initial), clamped
+
+
+def pin_priors(
+    cut_scores: dict[int, torch.Tensor], kept_positions: list[torch.Tensor], plan: LayerPlan, config: SlimConfig
+) -> dict[int, torch.Tensor]:
+    """Per cut layer, `[1, n_prompt_blocks]` the rank by which its group pins blocks.
+
+    `pin_scores="cut"`: the cut's own window scores. `"deepest"`: a block the cut `d` cuts
+    deeper kept ranks `d + s`, with `s` in [0, 1) its score at that cut scaled by the cut's
+    best; for the deepest such cut (deeper cuts keep subsets of shallower ones). So a group pins
+    the final cut's choice first, in the final score layers' order, then the next cut's, and so
+    on.
+
+    Args:
+        cut_scores: per cut layer, `[1, n_prompt_blocks]` non-negative window scores (empty:
+            nothing is pinned).
+        kept_positions: per layer `[1, n_layer]` original positions prefill kept.
+    """
+    if config.pin_scores == "cut" or not cut_scores:
+        return cut_scores
+    scaled = {layer: scores.float() / scores.float().amax().clamp_min(1e-30) * 0.999 for layer, scores in cut_scores.items()}
+    priors = {}
+    for index, cut in enumerate(plan.cuts):
+        prior = scaled[cut.layer].clone()
+        for depth, deeper in enumerate(plan.cuts[index + 1 :], 1):
+            kept = block_ids_of(kept_positions[deeper.layer], config.block_size)[0].to(prior.device)
+            prior[0, kept] = depth + scaled[deeper.layer][0, kept]
+        priors[cut.layer] = prior
+    return priors
 
 
 def pin_count(decode_pin: float, active: int, forced: int) -> int:
