@@ -19,7 +19,7 @@
 #           32k cells) and `pin_scores=deepest` at decode_pin 0.5 and 0.75 (8k-32k, 10 samples,
 #           into qwen1.5b-v6); the 0.5B's offload with `pin_scores=deepest` (qwen0.5b-v6); the
 #           0.5B's slim and adaptive sparse prefill at 30 samples per length, 16k and 32k
-#           (qwen0.5b-sparse30). Each resumes from the committed v4 and v5 records.
+#           (qwen0.5b-sparse30). Each resumes from the committed v4, v5 and v6 records.
 #   DEADLINE  epoch seconds when eval stops (default now + 540); a second command continues it.
 #   TTFT_MODELS  which models ttft times: "small large" (default), "small" or "large".
 #
@@ -57,8 +57,8 @@ if has eval; then
 fi
 if has v6; then
     export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
-    resume_small="$results/qwen0.5b-v4/results.json $results/qwen0.5b-v5/results.json"
-    resume_large="$results/qwen1.5b-v4/results.json $results/qwen1.5b-v5/results.json"
+    resume_small=$(ls "$results"/qwen0.5b-{v4,v5,v6,sparse30}/results.json 2>/dev/null)
+    resume_large=$(ls "$results"/qwen1.5b-{v4,v5,v6}/results.json 2>/dev/null)
     deepest="$offload;pin_scores=deepest"
     MODEL_PATH=$large RESUME_FROM=$resume_large EVAL_METHODS= \
         EARLY_METHODS="full,slim,slim[$offload],slim[$deepest],slim[$deepest;decode_pin=0.75]" \
