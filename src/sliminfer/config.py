@@ -429,8 +429,15 @@ PRESETS: dict[tuple[str, int, int], SlimConfig] = {
     # probes; benchmarks/results/h200/qwen1.5b-ruler-v3/preset.json, EVAL.md section 0.6), 0.48
     # of full's prefill FLOPs at 32k: 1.00 of full on RULER over 169 samples, 32k only partly
     # measured. Early layers find number needles by their key but not the names along a
-    # variable chain, which layer 9 finds at keep 0.5 and layer 17 at keep 0.1.
+    # variable chain, which layer 9 finds at keep 0.5 and layer 17 at keep 0.1. With a decode
+    # budget the first group pins the second cut's choice (`pin_scores="deepest"`, layer 17 finds
+    # better than 9): budget 0.25 keeps 0.970 of budget 1.0 over 240 RULER samples, 0.954 with
+    # the cut's own pins (benchmarks/results/h200/qwen1.5b-v6, EVAL.md section 0.10).
     ("qwen2", 28, 1536): SlimConfig(
-        preserve_layers=10, keep_schedule=((10, 0.5), (18, 0.1)), score_layers=((9,), (17,)), unit_pool_kernel=3
+        preserve_layers=10,
+        keep_schedule=((10, 0.5), (18, 0.1)),
+        score_layers=((9,), (17,)),
+        unit_pool_kernel=3,
+        pin_scores="deepest",
     ),
 }
