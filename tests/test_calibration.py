@@ -13,6 +13,7 @@ from sliminfer.calibration.search import (
     candidates,
     kept_after,
     pareto_front,
+    pin_source,
     ranked_choices,
     recall,
 )
@@ -70,6 +71,15 @@ def test_search_decouples_score_layers_from_the_cut():
     within = ranked_choices(found, probed, CONFIG, 1.0, budget)
     assert within and all(c.flop_fraction <= budget for c in within)
     assert [c.margin for c in within] == sorted((c.margin for c in within), reverse=True)
+
+
+def test_pins_come_from_the_deepest_cut_only_when_its_layers_find_more():
+    singles = {0.1: [0.2, 0.5, 0.9, 0.5], 0.25: [1.0, 1.0, 1.0, 1.0]}
+    two_cuts = Candidate(((2, 0.5), (3, 0.1)), ((1,), (2,)), 1.0, 0.4)
+    assert pin_source(two_cuts, singles) == "deepest"  # layer 2 finds 0.9 at keep 0.1, layer 1 0.5
+    assert pin_source(dataclasses.replace(two_cuts, score_layers=((1,), (3,))), singles) == "cut"  # a tie keeps the cut's own
+    assert pin_source(dataclasses.replace(two_cuts, score_layers=((0, 2), (1,))), singles) == "cut"
+    assert pin_source(Candidate(((3, 0.1),), ((2,),), 1.0, 0.4), singles) == "cut"
 
 
 def test_candidate_round_trips_through_json():
@@ -143,6 +153,7 @@ def test_calibrate_on_the_embedded_model_writes_a_preset_generate_reads(tmp_path
     assert calibration["chosen"]["recall"] >= 0.6 and calibration["verification"][-1]["passed"]
     config = load_config_file(str(out))
     assert [list(c) for c in config.keep_schedule] == calibration["chosen"]["keep_schedule"]
+    assert config.pin_scores == calibration["pin_scores"] in ("cut", "deepest")
     assert "chosen" in capsys.readouterr().out
 
 

@@ -3,7 +3,9 @@
 The choice is, among candidates within the FLOP budget (prefill FLOPs of full at the reference
 length) whose probe recall reaches the target, the one with the largest margin (see `search`);
 it must then answer at least as many verification prompts as full does (other seed, spread over
-every probe length), or the next candidate that keeps more tokens somewhere is tried. The preset file holds the
+every probe length), or the next candidate that keeps more tokens somewhere is tried. Its
+decode plan pins the blocks of the better finder among its first and deepest cuts' score layers
+(`search.pin_source`). The preset file holds the
 config under "config" (what `--config` reads) and the evidence under "calibration".
 """
 
@@ -28,7 +30,7 @@ from ..methods import Method
 from ..models import ModelShape
 from ..schedule import LayerPlan
 from .probe import PROBE_SEED, PROBE_TASKS, build_probe_prompts, probe
-from .search import Candidate, candidates, pareto_front, ranked_choices
+from .search import Candidate, candidates, pareto_front, pin_source, ranked_choices
 
 MIN_CONTEXT = 4096
 VERIFY_SEED = PROBE_SEED + 1
@@ -162,7 +164,7 @@ def calibrate(
             f"the {len(tried)} best schedules at recall >= {spec.target_recall} within {spec.max_flop_fraction} of "
             "full's FLOPs answered fewer verification prompts than full: raise --max-flops or --tries"
         )
-    config = candidate.config(base)
+    config = dataclasses.replace(candidate.config(base), pin_scores=pin_source(candidate, singles))
     front = pareto_front(found)
     record = {
         "model": loaded.name,
@@ -175,6 +177,7 @@ def calibrate(
         "max_flop_fraction": spec.max_flop_fraction,
         "reference_tokens": reference,
         "chosen": candidate.to_dict(),
+        "pin_scores": config.pin_scores,
         "front": [c.to_dict() for c in front],
         "layer_recall": {str(keep): [round(v, 4) for v in values] for keep, values in singles.items()},
         "verification": tried,

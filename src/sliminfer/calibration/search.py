@@ -153,6 +153,27 @@ def candidates(
     return found, singles
 
 
+def pin_source(candidate: Candidate, singles: dict[float, list[float]]) -> str:
+    """The `pin_scores` for `candidate`'s decode plan: `deepest` when its deepest cut's score
+    layers find more of the probe's needles at the smallest keep fraction than its first cut's,
+    else `cut` (with one cut the two are the same).
+
+    With a decode budget the first cut's group pins a few percent of the prompt (budget x pin
+    share x its keep), so what matters is which finder holds the needles at small keeps; the
+    deeper cut's scores are known after prefill (no predictor). On Qwen2.5-Coder-1.5B (layer
+    17 over layer 9) this rule's choice kept 0.970 of budget 1.0 where the cut's own pins kept
+    0.954 (EVAL.md section 0.10).
+
+    Args:
+        singles: keep fraction -> per layer, the recall of one cut scored by that layer alone.
+    """
+    if len(candidate.score_layers) < 2:
+        return "cut"
+    smallest = singles[min(singles)]
+    first, deepest = (max(smallest[layer] for layer in layers) for layers in (candidate.score_layers[0], candidate.score_layers[-1]))
+    return "deepest" if deepest > first else "cut"
+
+
 def pareto_front(found: list[Candidate]) -> list[Candidate]:
     """Candidates no other beats on both recall (higher) and FLOPs (lower), cheapest first."""
     front: list[Candidate] = []

@@ -115,4 +115,5 @@ def render_front(result) -> str:
     if not any(same(candidate) for candidate in result.front):
         lines.append(row(chosen, mark))
     checks = "; ".join(f"{v['schedule']}: slim {v['slim']:g} vs full {v['full']:g}" for v in result.verification)
-    return "\n".join(lines) + f"\n\nverification ({len(result.verification[0]['prompts'])} prompts): {checks}"
+    pins = f"decode pins (with a decode budget): pin_scores={result.config.pin_scores}"
+    return "\n".join(lines) + f"\n\nverification ({len(result.verification[0]['prompts'])} prompts): {checks}\n{pins}"
