@@ -34,11 +34,18 @@ def test_full_budget_with_gamma_0_equals_decoding_without_manager(tiny, override
     assert stats.managed_layers == managed_layers and stats.initial_fill_bytes > 0 and stats.swaps == 0
 
 
+TWO_CUTS = ["preserve_layers=1", "keep_schedule=1:0.5,3:0.25"]
+
+
 @torch.inference_mode()
-def test_fully_pinned_selection_is_static_on_the_questions_blocks(tiny_llama):
+@pytest.mark.parametrize("schedule", [[], [*TWO_CUTS, "pin_scores=cut"], [*TWO_CUTS, "pin_scores=deepest"]])
+def test_fully_pinned_selection_is_static_on_the_questions_blocks(tiny_llama, schedule):
     """decode_pin=1: every free slot holds one of the blocks prefill's window ranked highest at
-    the cut, whatever the decode tokens attend to, so even gamma 1.0 never swaps."""
-    config = tiny_llama.default_config.with_overrides(["kv_offload=cpu", "decode_budget=0.75", "decode_pin=1", "gamma=1.0"])
+    the cut (or, with `pin_scores=deepest`, at the deepest cut that kept them), whatever the
+    decode tokens attend to, so even gamma 1.0 never swaps."""
+    config = tiny_llama.default_config.with_overrides(
+        [*schedule, "kv_offload=cpu", "decode_budget=0.75", "decode_pin=1", "gamma=1.0"]
+    )
     (_, managed), logits, manager = prefill_with_manager(tiny_llama, config, prompt(seed=6))
     parts = model_parts(tiny_llama.model)
     token = logits.argmax(-1, keepdim=True)

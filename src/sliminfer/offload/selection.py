@@ -12,8 +12,7 @@ slots holds, for the whole decode, the blocks prefill's window (the question) ra
 the cut (`PrefillResult.cut_scores`), or with `pin_scores="deepest"` the blocks the deepest cut
 kept, ranked by that cut's (usually better) score layers (`pin_priors`). A single decode query
 is a noisier finder than the question's window, and the blocks an answer needs are mostly the
-question's. A score layer
-stores a superset of the group's blocks, since it runs before the cut.
+question's. A score layer stores a superset of the group's blocks, since it runs before the cut.
 
 Decode score layers keep all their retained prompt KV on the device and attend to all of it:
 their keys are what the selection needs, and with one cut the score layer is a preserve layer
@@ -103,12 +102,12 @@ class DecodePlan:
         """Plan from `PrefillResult.kept_positions` (per layer `[1, n_layer]` original positions)
         and `PrefillResult.cut_scores` (without them, nothing is pinned)."""
         layer_plan = LayerPlan.build(config, int(kept_positions[0].shape[-1]), len(kept_positions))
-        cut_scores = pin_priors(cut_scores or {}, kept_positions, layer_plan, config)
+        priors = pin_priors(cut_scores or {}, kept_positions, layer_plan, config)
         groups, clamped = [], []
         for cut, layers in layer_plan.decode_groups():
             score_layer = cut.decode_score_layer
             group, was_clamped = _group(
-                score_layer, layers, kept_positions[score_layer], kept_positions[cut.layer], cut_scores.get(cut.layer), config
+                score_layer, layers, kept_positions[score_layer], kept_positions[cut.layer], priors.get(cut.layer), config
             )
             groups.append(group)
             if was_clamped:
@@ -124,7 +123,7 @@ class DecodePlan:
             first = layer_plan.cuts[0]
             group, _ = _group(
                 first.decode_score_layer, lagged, kept_positions[first.decode_score_layer], kept_positions[0],
-                cut_scores.get(first.layer), config,
+                priors.get(first.layer), config,
             )
             prior = lagged_prior(kept_positions, layer_plan, config.block_size)
             initial = select_blocks(prior[None], group.active_blocks, group.forced | group.pinned)[0]
@@ -165,13 +164,13 @@ def _group(
     layers: tuple[int, ...],
     score_positions: torch.Tensor,
     group_positions: torch.Tensor,
-    cut_scores: torch.Tensor | None,
+    pin_prior: torch.Tensor | None,
     config: SlimConfig,
 ) -> tuple[SelectionGroup, bool]:
     """The group of `layers`, which store `group_positions` `[1, n]`, scored by `score_layer`.
 
     Args:
-        cut_scores: `[1, n_prompt_blocks]` the window scores of the group's cut, or None (no pins).
+        pin_prior: `[1, n_prompt_blocks]` the rank the group pins by (`pin_priors`), or None (no pins).
 
     Returns:
         `(group, clamped)`; `clamped` says an absolute budget exceeded the retained blocks.
@@ -184,7 +183,7 @@ def _group(
     forced = forced_blocks(retained_tokens, block, config.sink_tokens, config.window)
     n_forced = int(forced.sum())
     active, clamped = active_block_count(config.decode_budget, len(group_ids), n_forced, floor_blocks(config))
-    prior = None if cut_scores is None else cut_scores[0, group_ids.to(cut_scores.device)].float().cpu()
+    prior = None if pin_prior is None else pin_prior[0, group_ids.to(pin_prior.device)].float().cpu()
     pinned = pinned_blocks(prior, forced, pin_count(config.decode_pin, active, n_forced))
     candidates = torch.searchsorted(block_ids_of(score_positions, block)[0], group_ids)
     initial = forced.nonzero().flatten()
