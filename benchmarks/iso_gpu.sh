@@ -20,6 +20,11 @@
 #           into qwen1.5b-v6); the 0.5B's offload with `pin_scores=deepest` (qwen0.5b-v6); the
 #           0.5B's slim and adaptive sparse prefill at 30 samples per length, 16k and 32k
 #           (qwen0.5b-sparse30). Each resumes from the committed v4, v5 and v6 records.
+#     v7    issue 12's open cells, in parallel: the 1.5B's adaptive sparse prefill at sparse_mass
+#           0.9 and 0.85 (16k and 32k, 10 samples, into qwen1.5b-v7: its block-mean estimates are
+#           flatter than the 0.5B's, so mass 0.9 keeps the share of true attention mass 0.95
+#           keeps on the 0.5B; BENCHMARKS.md section 6.3), and block_means' peak memory at 128k
+#           on the Llama-3.1-8B architecture (random weights; iso-peak-128k).
 #   DEADLINE  epoch seconds when eval stops (default now + 540); a second command continues it.
 #   TTFT_MODELS  which models ttft times: "small large" (default), "small" or "large".
 #
@@ -55,10 +60,10 @@ if has eval; then
     wait
     tail -n 12 /tmp/iso-small.log /tmp/iso-mq.log /tmp/iso-large.log
 fi
+resume_small=$(ls "$results"/qwen0.5b-{v4,v5,v6,sparse30}/results.json 2>/dev/null)
+resume_large=$(ls "$results"/qwen1.5b-{v4,v5,v6,v7}/results.json 2>/dev/null)
 if has v6; then
     export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
-    resume_small=$(ls "$results"/qwen0.5b-{v4,v5,v6,sparse30}/results.json 2>/dev/null)
-    resume_large=$(ls "$results"/qwen1.5b-{v4,v5,v6}/results.json 2>/dev/null)
     deepest="$offload;pin_scores=deepest"
     MODEL_PATH=$large RESUME_FROM=$resume_large EVAL_METHODS= \
         EARLY_METHODS="full,slim,slim[$offload],slim[$deepest],slim[$deepest;decode_pin=0.75]" \
@@ -69,6 +74,18 @@ if has v6; then
         EVAL_LENGTHS=16k,32k benchmarks/accuracy_gpu.sh qwen0.5b-sparse30 eval >/tmp/v6-sparse.log 2>&1
     wait
     tail -n 12 /tmp/v6-large.log /tmp/v6-small.log /tmp/v6-sparse.log
+fi
+if has v7; then
+    export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
+    MODEL_PATH=$large RESUME_FROM=$resume_large EVAL_METHODS= EVAL_LENGTHS=16k,32k \
+        EARLY_METHODS="slim,slim[$adaptive],slim[$adaptive;sparse_mass=0.9],slim[$adaptive;sparse_mass=0.85]" \
+        benchmarks/accuracy_gpu.sh qwen1.5b-v7 eval >/tmp/v7-large.log 2>&1 &
+    python3 -m sliminfer bench --model llama-3.1-8b --lengths 128k --new-tokens 2 --repeats 1 \
+        --methods "slim,slim[sparse_prefill=adaptive],slim[sparse_prefill=adaptive;sparse_estimate=block_means]" \
+        --out /tmp/sliminfer-runs/iso-peak-128k 2>&1 | tail -8
+    tar -czf "$OUT/iso-peak-128k.tar.gz" -C /tmp/sliminfer-runs iso-peak-128k
+    wait
+    tail -n 12 /tmp/v7-large.log
 fi
 if has ttft; then
     for model in ${TTFT_MODELS:-small large}; do

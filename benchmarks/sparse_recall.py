@@ -12,8 +12,13 @@ mass kept by patterns built from different estimates, at the same density:
 - `oracle`: the true mass itself (the best any estimate can do at that density).
 Forced blocks (sink, band, diagonal) are kept in every pattern.
 
+With `--masses`, also the adaptive mode itself (`sparse_estimate=block_means`): per
+`sparse_mass`, the density it picks on the sampled rows and the true attention it keeps. Models
+whose block-mean estimates are flatter pick denser patterns at the same mass, so the mass that
+keeps a given share of the *true* attention differs per model.
+
 Usage: python3 benchmarks/sparse_recall.py --model Q.gguf [--task niah_multivalue] [--length 8k]
-       [--layers 0-7] [--densities 0.15,0.3,0.5] [--out recall.json]
+       [--layers 0-7] [--densities 0.15,0.3,0.5] [--masses 0.8,0.9,0.95] [--out recall.json]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from sliminfer.attention.sparse import (
     block_mean_scores,
     causal_and_forced,
     key_block_profile,
+    row_block_pattern,
 )
 from sliminfer.cli.options import parse_lengths
 from sliminfer.eval.backend import ModelBackend
@@ -91,6 +97,14 @@ def kept_mass(truth: torch.Tensor, estimate: torch.Tensor, forced: torch.Tensor,
     return float((truth[:, :visible] * keep).sum(-1).mean())
 
 
+def adaptive_row(truth: torch.Tensor, pattern: torch.Tensor, row: int) -> tuple[float, float]:
+    """`(density, kept)` of query block `row` under an adaptive `pattern` `[heads, n_blocks,
+    n_blocks]` bool: the share of its causal key blocks computed and the true mass (`truth`
+    `[heads, n_blocks]`) in them, each a mean over heads."""
+    chosen = pattern[:, row, : row + 1]
+    return float(chosen.float().mean()), float((truth[:, : row + 1] * chosen).sum(-1).mean())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
@@ -98,12 +112,14 @@ def main() -> int:
     parser.add_argument("--length", default="8k")
     parser.add_argument("--layers", default="0-7")
     parser.add_argument("--densities", default="0.15,0.3,0.5")
+    parser.add_argument("--masses", default="", help="sparse_mass values of the adaptive mode to report")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--out")
     args = parser.parse_args()
     first, last = (int(x) for x in args.layers.split("-"))
     densities = [float(d) for d in args.densities.split(",")]
+    masses = [float(m) for m in args.masses.split(",") if m]
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     backend = ModelBackend(loaded, chat=True)
     sample = ruler_source(backend.count_tokens, seed=0).sample(args.task, parse_lengths(args.length)[0], 0)
@@ -131,6 +147,12 @@ def main() -> int:
             per_density[density] = sums
             print(f"| {layer} | {density} | {sums['last64']:.3f} | {sums['pooled']:.3f} | {sums['oracle']:.3f} |", flush=True)
         report["layers"][layer] = per_density
+        for mass in masses:
+            pattern = row_block_pattern(pooled[None], "adaptive", 0.0, mass)[0]
+            pairs = [adaptive_row(true_mass(query, key, row, scaling), pattern, row) for row in rows]
+            density, kept = (sum(values) / len(rows) for values in zip(*pairs, strict=True))
+            report.setdefault("adaptive", {}).setdefault(str(mass), {})[layer] = {"density": density, "kept": kept}
+            print(f"| {layer} | adaptive mass {mass}: density {density:.3f} | | kept {kept:.3f} | |", flush=True)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=1)
