@@ -209,14 +209,20 @@ def pin_priors(
     if config.pin_scores == "cut" or not cut_scores:
         return cut_scores
     scaled = {layer: scores.float() / scores.float().amax().clamp_min(1e-30) * 0.999 for layer, scores in cut_scores.items()}
+    kept = cut_kept_blocks(kept_positions, plan, config.block_size)
     priors = {}
     for index, cut in enumerate(plan.cuts):
         prior = scaled[cut.layer].clone()
         for depth, deeper in enumerate(plan.cuts[index + 1 :], 1):
-            kept = block_ids_of(kept_positions[deeper.layer], config.block_size)[0].to(prior.device)
-            prior[0, kept] = depth + scaled[deeper.layer][0, kept]
+            ids = kept[deeper.layer].to(prior.device)
+            prior[0, ids] = depth + scaled[deeper.layer][0, ids]
         priors[cut.layer] = prior
     return priors
+
+
+def cut_kept_blocks(kept_positions: list[torch.Tensor], plan: LayerPlan, block_size: int) -> dict[int, torch.Tensor]:
+    """Per cut layer, the `[n_kept]` ascending prompt block ids it kept (from its layer's positions)."""
+    return {cut.layer: block_ids_of(kept_positions[cut.layer], block_size)[0] for cut in plan.cuts}
 
 
 def pin_count(decode_pin: float, active: int, forced: int) -> int:
@@ -246,9 +252,7 @@ def lagged_prior(kept_positions: list[torch.Tensor], plan: LayerPlan, block_size
     """
     n_blocks = math.ceil(kept_positions[0].shape[-1] / block_size)
     ids = torch.arange(n_blocks)
-    kept_by_cut = [
-        torch.isin(ids, block_ids_of(kept_positions[cut.layer], block_size)[0].cpu()) for cut in plan.cuts
-    ]
+    kept_by_cut = [torch.isin(ids, kept.cpu()) for kept in cut_kept_blocks(kept_positions, plan, block_size).values()]
     return torch.stack(kept_by_cut).sum(0) + ids / n_blocks
 
 
