@@ -21,10 +21,11 @@
 #           0.5B's slim and adaptive sparse prefill at 30 samples per length, 16k and 32k
 #           (qwen0.5b-sparse30). Each resumes from the committed v4, v5 and v6 records.
 #     v7    issue 12's open cells, in parallel: the 1.5B's adaptive sparse prefill at sparse_mass
-#           0.9 and 0.85 (16k and 32k, 10 samples, into qwen1.5b-v7: its block-mean estimates are
-#           flatter than the 0.5B's, so mass 0.9 keeps the share of true attention mass 0.95
+#           0.9, 0.85 and 0.8 (16k and 32k, 10 samples, into qwen1.5b-v7: its block-mean estimates
+#           are flatter than the 0.5B's, so mass 0.9 keeps the share of true attention mass 0.95
 #           keeps on the 0.5B; BENCHMARKS.md section 6.3), and block_means' peak memory at 128k
-#           on the Llama-3.1-8B architecture (random weights; iso-peak-128k).
+#           on the Llama-3.1-8B architecture (random weights; iso-peak-128k); then the kernel
+#           alone at 128k at the densities those masses picked at 32k ($OUT/kernel-v7).
 #   DEADLINE  epoch seconds when eval stops (default now + 540); a second command continues it.
 #   TTFT_MODELS  which models ttft times: "small large" (default), "small" or "large".
 #
@@ -78,7 +79,7 @@ fi
 if has v7; then
     export DEADLINE=${DEADLINE:-$(($(date +%s) + 540))}
     MODEL_PATH=$large RESUME_FROM=$resume_large EVAL_METHODS= EVAL_LENGTHS=16k,32k \
-        EARLY_METHODS="slim,slim[$adaptive],slim[$adaptive;sparse_mass=0.9],slim[$adaptive;sparse_mass=0.85]" \
+        EARLY_METHODS="slim,slim[$adaptive],slim[$adaptive;sparse_mass=0.9],slim[$adaptive;sparse_mass=0.85],slim[$adaptive;sparse_mass=0.8]" \
         benchmarks/accuracy_gpu.sh qwen1.5b-v7 eval >/tmp/v7-large.log 2>&1 &
     python3 -m sliminfer bench --model llama-3.1-8b --lengths 128k --new-tokens 2 --repeats 1 \
         --methods "slim,slim[sparse_prefill=adaptive],slim[sparse_prefill=adaptive;sparse_estimate=block_means]" \
@@ -86,6 +87,10 @@ if has v7; then
     tar -czf "$OUT/iso-peak-128k.tar.gz" -C /tmp/sliminfer-runs iso-peak-128k
     wait
     tail -n 12 /tmp/v7-large.log
+    # The kernel alone at 128k at the densities those masses picked at 32k (the GPU is idle now).
+    densities=$(python3 benchmarks/adaptive_densities.py "/tmp/sliminfer-runs/qwen1.5b-v7/eval/methods/*adaptive*/results.json")
+    python3 benchmarks/sparse_kernel_gpu.py --out "$OUT/kernel-v7" --reps 3 --lengths 131072 \
+        ${densities:+--densities "$densities"} 2>&1 | tail -12
 fi
 if has ttft; then
     for model in ${TTFT_MODELS:-small large}; do

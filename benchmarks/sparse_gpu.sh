@@ -24,18 +24,7 @@ if [[ ${1:-} == --dry-run ]]; then
     kernel=(--tiny) model=tiny-llama lengths=2k floor=(--set min_prompt_tokens=0 --set sparse_min_tokens=0) half=2
 fi
 
-densities=$(python3 - "${ADAPTIVE_RESULTS:-/tmp/sliminfer-runs/*/eval/methods/*adaptive*/results.json}" <<'PY'
-import glob, json, sys
-shares = []
-for path in glob.glob(sys.argv[1]):
-    records = json.load(open(path))["records"]
-    values = [r["sparse_density"] for r in records if r["length"] == 32768 and r.get("sparse_density") is not None]
-    if values:
-        shares.append(round(sum(values) / len(values), 3))
-        print(f"{path}: mean adaptive density at 32k {shares[-1]} over {len(values)} prompts", file=sys.stderr)
-print(",".join(map(str, sorted(set(shares)))))
-PY
-)
+densities=$(python3 benchmarks/adaptive_densities.py "${ADAPTIVE_RESULTS:-/tmp/sliminfer-runs/*/eval/methods/*adaptive*/results.json}")
 python3 benchmarks/sparse_kernel_gpu.py --out "$out/sparse-kernel" --reps 3 "${kernel[@]}" --components --sweep \
     ${densities:+--densities "$densities"} 2>&1 | tail -40
 if [[ -s $out/sparse-kernel/best_kernel_options.json ]]; then
