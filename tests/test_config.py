@@ -73,3 +73,22 @@ def test_presets_fit_their_models():
         preset_for(model_type, layers, hidden).check_model(layers)
     assert preset_for("qwen2", 24, 896).score_layers == ((7,), (11,))
     assert preset_for("qwen2", 24, 1024) == SlimConfig(preserve_layers=6, keep_schedule=((6, 0.25),))
+
+
+def test_only_acting_sparse_knobs_are_part_of_a_results_identity():
+    from sliminfer.methods import config_key
+
+    def key(**overrides):
+        return config_key(SlimConfig(**overrides).to_dict())
+
+    # Off: no sparse knob acts, so a preset that sets one keeps its dense records.
+    assert key() == key(sparse_mass=0.85, sparse_estimate="last_queries", sparse_min_tokens=0)
+    assert "sparse_mass" not in SlimConfig().acting_dict() and "gamma" in SlimConfig().acting_dict()
+    # Adaptive reads the mass, not the density; fixed the density, not the mass.
+    assert key(sparse_prefill="adaptive") != key(sparse_prefill="adaptive", sparse_mass=0.85)
+    assert key(sparse_prefill="adaptive") == key(sparse_prefill="adaptive", sparse_density=0.3)
+    assert key(sparse_prefill="fixed") != key(sparse_prefill="fixed", sparse_density=0.3)
+    assert key(sparse_prefill="fixed") == key(sparse_prefill="fixed", sparse_mass=0.85)
+    assert key(sparse_prefill="fixed") != key(sparse_prefill="adaptive")
+    # Every other knob acts.
+    assert key() != key(window=16)

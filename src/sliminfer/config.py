@@ -27,6 +27,8 @@ KV_OFFLOADS = ("none", "cpu")
 SPARSE_PREFILLS = ("off", "fixed", "adaptive")
 SPARSE_LAYERS = ("dense", "all")
 SPARSE_ESTIMATES = ("last_queries", "block_means")
+SPARSE_KNOBS = ("sparse_density", "sparse_mass", "sparse_min_tokens", "sparse_layers", "sparse_estimate")
+"""The knobs of `sparse_prefill` (inert while it is off)."""
 PIN_SCORES = ("cut", "deepest")
 
 Schedule = tuple[tuple[int, float], ...]
@@ -107,20 +109,26 @@ class SlimConfig:
         sparse_prefill: `off`, `fixed` or `adaptive`: block-sparse causal attention in the
             layers `sparse_layers` names, for prompts of at least `sparse_min_tokens` tokens
             (`attention/sparse.py`). Each query block attends to the sink, its local band and
-            itself, and to the key blocks its layer's last queries attend to most: a share
+            itself, and to the key blocks the estimate (`sparse_estimate`) ranks highest: a share
             `sparse_density` of its causal blocks (`fixed`) or the fewest holding `sparse_mass`
-            of that attention (`adaptive`). The final query block (the scoring window) stays dense.
+            of the estimated attention (`adaptive`). The final query block (the scoring window)
+            stays dense.
         sparse_density: the share of causal key blocks `fixed` keeps per query block.
-        sparse_mass: the share of the estimated attention `adaptive` keeps per query block.
+        sparse_mass: the share of the estimated attention `adaptive` keeps per query block. How
+            flat a model's estimates are sets the density a mass buys, so it is per model: 0.95
+            keeps answers on both real models measured (RULER 16k / 32k, EVAL.md section 0.11);
+            the Qwen2.5-Coder-1.5B preset uses 0.85 (density 0.228 at 32k instead of 0.40, RULER
+            1.005 of slim without sparse prefill over 480 prompts; 0.8 kept 1.009 too).
         sparse_min_tokens: prompts (or compacted sequences) shorter than this stay dense: the
             estimate and the mask cost more than they save on short prefills.
         sparse_layers: `dense`: the layers before the first cut (every prompt token); `all`: the
             slim layers too.
-        sparse_estimate: how key blocks are ranked: `last_queries`, one ranking per head from
-            the layer's last 64 queries' attention, shared by every query block; `block_means`,
-            per query block, its mean query against each key block's mean key (on real models
-            within 0.5% of the best ranking, 3-5 points of attention above `last_queries`;
-            BENCHMARKS.md section 6.1; its speed on the GPU is not yet measured).
+        sparse_estimate: how key blocks are ranked: `block_means` (the default), per query
+            block, its mean query against each key block's mean key (on real models within 0.5%
+            of the best ranking; RULER 0.98-1.01 of slim with `adaptive` on both real models);
+            `last_queries`, one ranking per head from the layer's last 64 queries' attention,
+            shared by every query block: 1.8 ms per layer cheaper at 128k, but 3-5 points of
+            attention lower and RULER 0.80 of slim on the 1.5B (BENCHMARKS.md sections 6.1-6.4).
         prefill_chunk_tokens: prefill runs each layer's MLP, whose activations are the largest
             (3 x intermediate size per token), on at most this many tokens at a time, which
             bounds peak memory on long prompts at no cost in speed; 0 = all tokens at once.
@@ -155,7 +163,7 @@ class SlimConfig:
     sparse_mass: float = 0.95
     sparse_min_tokens: int = 16384
     sparse_layers: str = "dense"
-    sparse_estimate: str = "last_queries"
+    sparse_estimate: str = "block_means"
     prefill_chunk_tokens: int = 16384
 
     def __post_init__(self) -> None:
@@ -240,6 +248,21 @@ class SlimConfig:
         out = {f.name: getattr(self, f.name) for f in public_fields()}
         out["keep_schedule"] = [[layer, keep] for layer, keep in self.keep_schedule]
         out["score_layers"] = [list(layers) for layers in self.score_layers]
+        return out
+
+    def acting_dict(self) -> dict[str, Any]:
+        """`to_dict` without the knobs that cannot act under this config: every sparse-prefill
+        knob while `sparse_prefill="off"`, `sparse_mass` under `fixed`, `sparse_density` under
+        `adaptive`. Two configs that run alike give the same dict, so a result's identity
+        (`methods.config_key`) does not change when a preset sets a knob it does not use."""
+        out = self.to_dict()
+        inert = {
+            "off": SPARSE_KNOBS,
+            "fixed": ("sparse_mass",),
+            "adaptive": ("sparse_density",),
+        }[self.sparse_prefill]
+        for key in inert:
+            del out[key]
         return out
 
     @classmethod
@@ -432,12 +455,17 @@ PRESETS: dict[tuple[str, int, int], SlimConfig] = {
     # variable chain, which layer 9 finds at keep 0.5 and layer 17 at keep 0.1. With a decode
     # budget the first group pins the second cut's choice (`pin_scores="deepest"`, layer 17 finds
     # better than 9): budget 0.25 keeps 0.970 of budget 1.0 over 240 RULER samples, 0.954 with
-    # the cut's own pins (benchmarks/results/h200/qwen1.5b-v6, EVAL.md section 0.10).
+    # the cut's own pins (benchmarks/results/h200/qwen1.5b-v6, EVAL.md section 0.10). Its
+    # block-mean estimates are flatter than the 0.5B's, so adaptive sparse prefill takes a lower
+    # mass for the same share of true attention: 0.85 computes 0.228 of the blocks at 32k (0.40
+    # at 0.95) and keeps 1.005 of slim's RULER score at 16k / 32k over 480 prompts, 0.8 kept
+    # 1.009 at 0.185 (benchmarks/results/h200/qwen1.5b-v7-30, EVAL.md section 0.11).
     ("qwen2", 28, 1536): SlimConfig(
         preserve_layers=10,
         keep_schedule=((10, 0.5), (18, 0.1)),
         score_layers=((9,), (17,)),
         unit_pool_kernel=3,
         pin_scores="deepest",
+        sparse_mass=0.85,
     ),
 }

@@ -51,10 +51,11 @@ class Method:
 
 
 def config_key(config: dict[str, Any] | None) -> str:
-    """A config dict as canonical JSON ("null" for full), every knob spelled out: a record
-    written before a knob existed matches the same config today (a new knob's default keeps the
-    old behaviour)."""
-    return json.dumps(SlimConfig.from_dict(config).to_dict() if config is not None else None, sort_keys=True)
+    """A config dict as canonical JSON ("null" for full), every acting knob spelled out
+    (`SlimConfig.acting_dict`): a record written before a knob existed matches the same config
+    today (a new knob's default keeps the old behaviour), and one written before a preset set a
+    knob its config does not use (a sparse-prefill knob with sparse prefill off) still matches."""
+    return json.dumps(SlimConfig.from_dict(config).acting_dict() if config is not None else None, sort_keys=True)
 
 
 def split_top_level(text: str) -> list[str]:

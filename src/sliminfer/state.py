@@ -50,7 +50,7 @@ class ForwardState:
     sparse_mode: str = "off"
     sparse_density: float = 0.15
     sparse_mass: float = 0.95
-    sparse_estimate: str = "last_queries"
+    sparse_estimate: str = "block_means"
     sparse_share: dict[int, torch.Tensor] = field(default_factory=dict)
     kv_valid_lengths: torch.Tensor | None = None
 

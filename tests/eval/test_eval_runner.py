@@ -97,7 +97,7 @@ def test_resume_reuses_records_older_than_a_knob_but_not_a_changed_config(tmp_pa
     saved = json.loads(path.read_text())
     for record in saved["records"]:
         if record["config"] is not None:
-            del record["config"]["sparse_estimate"]  # as written before the knob existed
+            del record["config"]["pin_scores"]  # as written before the knob existed
     path.write_text(json.dumps(saved))
     again = FakeBackend()
     _run(tmp_path, words, again, samples=1)
