@@ -1,16 +1,17 @@
 """Block-sparse causal prefill attention for the layers that still see every prompt token.
 
 After the cuts, most of slim's remaining prefill FLOPs are the dense layers' attention, which is
-quadratic in the prompt. Long-prompt attention is mostly sparse, and the layer's own last
-queries say where: the *estimate* is the attention the last `ESTIMATE_QUERIES` queries give each
-key block (a "vertical" profile, per head, computed exactly for those queries). Each query block
-then attends to
+quadratic in the prompt. Long-prompt attention is mostly sparse, and a cheap *estimate* says
+where: by default (`sparse_estimate="block_means"`) each query block's mean query against each
+key block's mean key (`block_mean_scores`, a ranking per query block); or (`"last_queries"`) the
+attention the layer's last `ESTIMATE_QUERIES` queries give each key block (a "vertical" profile
+per head, computed exactly for those queries, one ranking for every query block). Each query
+block then attends to
 - the sink block (block 0), its own block (causal inside) and the `LOCAL_BAND` blocks before it
   (the local diagonal band);
 - the key blocks the estimate ranks highest among those it may see: a fixed share of them
   (`sparse_prefill="fixed"`, `sparse_density`, for speed runs) or the fewest whose estimated
-  mass reaches `sparse_mass` (`"adaptive"`). `sparse_estimate="block_means"` ranks per query
-  block instead, by its mean query against each key block's mean key (`block_mean_scores`);
+  mass reaches `sparse_mass` (`"adaptive"`);
 - and the final query block attends densely: the cut's scoring window (the last queries) and
   the next token's logits read from it.
 
