@@ -214,8 +214,17 @@ def test_generation_reports_the_attention_density_per_layer(tiny):
     result = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=config, sampling=sampling)
     assert len(result.attention_density_per_layer) == 4
     assert 0.0 < result.attention_density_per_layer[0] < 1.0 and result.attention_density_per_layer[1:] == [1.0] * 3
+    assert result.sparse_prefill_note.startswith("sparse prefill: attention density 0.")
+    assert result.sparse_prefill_note.endswith(" in 1 layers")
     plain = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=TINY_SLIM, sampling=sampling)
-    assert plain.attention_density_per_layer == [1.0] * 4
+    assert plain.attention_density_per_layer == [1.0] * 4 and plain.sparse_prefill_note is None
+    # Asked for but below its minimum length: the result says so instead of looking sparse.
+    short = dataclasses.replace(config, sparse_min_tokens=901)
+    skipped = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=short, sampling=sampling)
+    assert skipped.attention_density_per_layer == [1.0] * 4
+    assert skipped.sparse_prefill_note == "sparse prefill (fixed) not applied: no dense layer computed >= sparse_min_tokens=901 tokens"
+    full = generate(tiny, random_ids(900, seed=6)[0].tolist(), method="full", config=short, sampling=sampling)
+    assert full.sparse_prefill_note is None
 
 
 def test_kernel_options_default_tuned_and_overridden(monkeypatch):

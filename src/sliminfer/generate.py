@@ -25,7 +25,7 @@ from .decode import Decoding, EagerDecoder, prepare_manager
 from .errors import EmptyPromptError, PromptTooLongError, UserError
 from .loading import LoadedModel
 from .methods import GENERATE_KINDS
-from .metrics import KVStats
+from .metrics import KVStats, sparse_prefill_note
 from .models import model_parts
 from .prefill import PrefillResult, slim_prefill
 from .sampling import sample_next_token
@@ -86,6 +86,9 @@ class GenerationResult:
     attention_density_per_layer: list[float] = field(default_factory=list)
     """Per layer, the share of its causal prefill attention computed (1.0: dense; below 1 in
     the layers `sparse_prefill` makes block-sparse)."""
+    sparse_prefill_note: str | None = None
+    """What sparse prefill did, where it was asked for or ran (`metrics.sparse_prefill_note`):
+    its density, or why it was not applied (the prompt below `sparse_min_tokens`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +179,7 @@ def generate(
         kv=run.kv,
         pruned=run.prefill.pruned,
         attention_density_per_layer=run.prefill.attention_density_per_layer,
+        sparse_prefill_note=sparse_prefill_note(run.prefill.attention_density_per_layer, slim_config),
         finish_detail=context_limit_detail(
             len(prompt_ids), len(run.new_ids), budget, sampling.max_new_tokens, run.finish_reason
         ),

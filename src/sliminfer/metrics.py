@@ -1,5 +1,6 @@
 """What one generation measured beside its timings: `KVStats`, where its KV cache lived and
-what moving it cost (part of `--json`), and `sparse_prefill_density`."""
+what moving it cost (part of `--json`), and what sparse prefill did (`sparse_prefill_density`,
+`sparse_prefill_note`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,22 @@ def sparse_prefill_density(per_layer: Sequence[float] | None) -> tuple[float, in
     density (`GenerationResult.attention_density_per_layer`); None when no layer was sparse."""
     sparse = [share for share in per_layer or () if share < 1.0]
     return (sum(sparse) / len(sparse), len(sparse)) if sparse else None
+
+
+def sparse_prefill_note(per_layer: Sequence[float] | None, config: Any = None) -> str | None:
+    """A result's note on sparse prefill: the mean density and layer count where some layer was
+    block-sparse; where `config` (a `SlimConfig`) asked for it and no layer was, that it was not
+    applied and why, so a user who turned it on does not read a dense run as a sparse one; else
+    None."""
+    sparse = sparse_prefill_density(per_layer)
+    if sparse:
+        return f"sparse prefill: attention density {sparse[0]:.3f} in {sparse[1]} layers"
+    if config is not None and config.sparse_prefill != "off":
+        return (
+            f"sparse prefill ({config.sparse_prefill}) not applied: no {config.sparse_layers} layer computed "
+            f">= sparse_min_tokens={config.sparse_min_tokens} tokens"
+        )
+    return None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 from .. import parallel
 from ..errors import UserError
 from ..methods import KINDS, kind_of
-from ..metrics import sparse_prefill_density
+from ..metrics import sparse_prefill_note
 from ..models import ModelShape
 from ..report import line_plot, markdown_table, read_json, write_json
 from ..schedule import UNPRUNED_NOTE
@@ -241,9 +241,9 @@ def row_note(
     notes = [model_note] if model_note else []
     if kind_of(method) == "slim" and all(k == length for k in kept_tokens_per_layer):
         notes.append(UNPRUNED_NOTE)
-    sparse = sparse_prefill_density(attention_density)
+    sparse = sparse_prefill_note(attention_density)
     if sparse:
-        notes.append(f"sparse prefill: attention density {sparse[0]:.3f} in {sparse[1]} layers")
+        notes.append(sparse)
     return "; ".join(notes) or None
 
 

@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print()
-        if result.finish_detail:
-            print(f"note: {result.finish_detail}", file=sys.stderr)
+        for note in (result.finish_detail, result.sparse_prefill_note):
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         label = result.method if result.pruned or result.method == "full" else f"{result.method}, {UNPRUNED_NOTE}"
         print(
             f"[{label}] prompt {result.prompt_tokens} tok, {result.new_tokens} new, "
