@@ -222,7 +222,9 @@ def test_generation_reports_the_attention_density_per_layer(tiny):
     short = dataclasses.replace(config, sparse_min_tokens=901)
     skipped = generate(tiny, random_ids(900, seed=6)[0].tolist(), config=short, sampling=sampling)
     assert skipped.attention_density_per_layer == [1.0] * 4
-    assert skipped.sparse_prefill_note == "sparse prefill (fixed) not applied: no dense layer computed >= sparse_min_tokens=901 tokens"
+    assert skipped.sparse_prefill_note == (
+        "sparse prefill (fixed) not applied: no layer of sparse_layers=dense computed >= sparse_min_tokens=901 tokens"
+    )
     full = generate(tiny, random_ids(900, seed=6)[0].tolist(), method="full", config=short, sampling=sampling)
     assert full.sparse_prefill_note is None
 

@@ -26,8 +26,8 @@ def sparse_prefill_note(per_layer: Sequence[float] | None, config: Any = None) -
         return f"sparse prefill: attention density {sparse[0]:.3f} in {sparse[1]} layers"
     if config is not None and config.sparse_prefill != "off":
         return (
-            f"sparse prefill ({config.sparse_prefill}) not applied: no {config.sparse_layers} layer computed "
-            f">= sparse_min_tokens={config.sparse_min_tokens} tokens"
+            f"sparse prefill ({config.sparse_prefill}) not applied: no layer of sparse_layers={config.sparse_layers} "
+            f"computed >= sparse_min_tokens={config.sparse_min_tokens} tokens"
         )
     return None
 
