@@ -11,15 +11,16 @@ Usage: python3 benchmarks/adaptive_densities.py GLOB [GLOB ...]
 from __future__ import annotations
 
 import glob
-import json
 import sys
+
+from sliminfer.report import read_json
 
 LENGTH = 32768
 
 
 def mean_density(path: str) -> tuple[float, int] | None:
     """The mean `sparse_density` of a results file's 32k records and their count (None if none)."""
-    records = json.load(open(path))["records"]
+    records = read_json(path)["records"]
     values = [r["sparse_density"] for r in records if r["length"] == LENGTH and r.get("sparse_density") is not None]
     return (sum(values) / len(values), len(values)) if values else None
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import SlimConfig
 
 
 def sparse_prefill_density(per_layer: Sequence[float] | None) -> tuple[float, int] | None:
@@ -16,9 +19,9 @@ def sparse_prefill_density(per_layer: Sequence[float] | None) -> tuple[float, in
     return (sum(sparse) / len(sparse), len(sparse)) if sparse else None
 
 
-def sparse_prefill_note(per_layer: Sequence[float] | None, config: Any = None) -> str | None:
+def sparse_prefill_note(per_layer: Sequence[float] | None, config: SlimConfig | None = None) -> str | None:
     """A result's note on sparse prefill: the mean density and layer count where some layer was
-    block-sparse; where `config` (a `SlimConfig`) asked for it and no layer was, that it was not
+    block-sparse; where `config` asked for it and no layer was, that it was not
     applied and why, so a user who turned it on does not read a dense run as a sparse one; else
     None."""
     sparse = sparse_prefill_density(per_layer)

@@ -8,17 +8,16 @@ inference of the phase from HF internals).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from .config import SlimConfig
+from .config import SlimConfig
 
 
 @dataclass
 class ForwardState:
-    """What the attention function should record during one forward pass.
+    """What the attention function should record during one forward pass (the knobs' defaults
+    are `SlimConfig`'s own).
 
     Attributes:
         score_layers: layers whose attention records window-query unit scores (the layer
@@ -39,18 +38,18 @@ class ForwardState:
     """
 
     score_layers: frozenset[int] = frozenset()
-    window: int = 32
-    unit_size: int = 8
-    unit_pooling: str = "score_max"
-    head_aggregation: str = "mean"
-    head_topk: int = 2
+    window: int = SlimConfig.window
+    unit_size: int = SlimConfig.unit_size
+    unit_pooling: str = SlimConfig.unit_pooling
+    head_aggregation: str = SlimConfig.head_aggregation
+    head_topk: int = SlimConfig.head_topk
     unit_scores: dict[int, torch.Tensor] = field(default_factory=dict)
     score_keys: dict[int, int] = field(default_factory=dict)
     sparse_layers: frozenset[int] = frozenset()
-    sparse_mode: str = "off"
-    sparse_density: float = 0.15
-    sparse_mass: float = 0.95
-    sparse_estimate: str = "block_means"
+    sparse_mode: str = SlimConfig.sparse_prefill
+    sparse_density: float = SlimConfig.sparse_density
+    sparse_mass: float = SlimConfig.sparse_mass
+    sparse_estimate: str = SlimConfig.sparse_estimate
     sparse_share: dict[int, torch.Tensor] = field(default_factory=dict)
     kv_valid_lengths: torch.Tensor | None = None
 
